@@ -1,0 +1,180 @@
+"""The `apps-hpc` command: a thin layer over the stage functions (no logic lives here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from apps_hpc import __version__
+from apps_hpc.errors import AppsHpcError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    """Turns AppsHpcError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AppsHpcError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version")
+def cli() -> None:
+    """Fine-tune, sample and evaluate code LLMs on APPS, reproducibly, on SLURM clusters."""
+
+
+def _ks(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in value.split(",") if k.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.option("--samples", required=True, type=click.Path(path_type=Path), help="Samples JSONL.")
+@click.option(
+    "--apps",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="APPS rows: a .jsonl, a folder with test.jsonl/train.jsonl, or parquet.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results JSONL (appended; re-running resumes).",
+)
+@click.option(
+    "--workers",
+    default=0,
+    show_default="CPUs granted",
+    type=click.IntRange(0),
+    help="Warm sandbox workers.",
+)
+@click.option("--all-tests", is_flag=True, help="Run every test, even after a failure.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default=None,
+    help="Split of the APPS rows when the file name does not say it.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Count and report bad APPS rows, not fail.")
+@click.option(
+    "--timeout",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="CPU seconds per test (the reference's 4 s).",
+)
+@click.option(
+    "--budget",
+    default=11.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="CPU seconds for all tests of one program (the reference's 10 s + 1).",
+)
+@click.option(
+    "--memory-mb",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(64),
+    help="Address-space limit per program.",
+)
+@click.option("--no-recheck", is_flag=True, help="Record a timeout without running it again.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(
+    samples: Path,
+    apps: Path,
+    out: Path,
+    workers: int,
+    all_tests: bool,
+    split: str | None,
+    skip_bad_rows: bool,
+    timeout: float,
+    budget: float,
+    memory_mb: int,
+    no_recheck: bool,
+    quiet: bool,
+) -> None:
+    """Run every sampled program against its APPS tests, sandboxed.
+
+    \b
+    Example:
+      apps-hpc eval --samples samples/sft.jsonl --apps data/apps --out results/sft.jsonl
+    """
+    from apps_hpc.evaluate import EvalConfig, evaluate
+    from apps_hpc.evaluate.sandbox import Limits
+
+    limits = Limits(test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb)
+    cfg = EvalConfig(
+        samples=samples,
+        apps=apps,
+        out=out,
+        workers=workers,
+        all_tests=all_tests,
+        split=split,
+        skip_bad_rows=skip_bad_rows,
+        recheck_timeouts=not no_recheck,
+        limits=limits,
+        progress=not quiet,
+    )
+    click.echo(str(evaluate(cfg)))
+
+
+@cli.command("report", context_settings=CONTEXT)
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="What to print.",
+)
+@click.option(
+    "--k",
+    "ks",
+    default="1,5,10",
+    show_default=True,
+    callback=lambda c, p, v: _ks(v),
+    help="Comma-separated k values.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report folder (default: <experiment>/report, else ./report).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip pass_at_k.png.")
+def report_cmd(
+    results: tuple[Path, ...], fmt: str, ks: tuple[int, ...], out: Path | None, no_plot: bool
+) -> None:
+    """pass@k by difficulty for one or more results files, side by side with deltas.
+
+    \b
+    Example:
+      apps-hpc report results/base.jsonl results/sft.jsonl --k 1,5,10
+    """
+    from apps_hpc.report import ReportConfig, report
+
+    cfg = ReportConfig(results=list(results), out=out, ks=ks, plot=not no_plot)
+    folder = report(cfg)
+    if fmt == "json":
+        click.echo((folder / "summary.json").read_text(encoding="utf-8"), nl=False)
+    else:
+        click.echo((folder / "summary.md").read_text(encoding="utf-8"), nl=False)
+    click.echo(f"report written to {folder}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="apps-hpc")
+
+
+__all__ = ["cli", "main"]

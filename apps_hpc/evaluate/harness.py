@@ -1,0 +1,252 @@
+"""Runs one untrusted program against its tests, inside the sandboxed child.
+
+This is the only place a generated program is executed: `worker.py` forks a child, the
+child enters the sandbox (`sandbox.enter`), then calls `run_program`, which follows the
+reference harness: the program is exec'd as module `tmp_sol` under a 4 s timer, then
+each test runs in the same module with a fresh timer. Timers count CPU time
+(`ITIMER_PROF`), with a wall-clock backstop (`ITIMER_REAL`, `wall_factor` times longer)
+for programs that sleep or block, so a verdict does not depend on machine load.
+
+It does not protect verdict integrity against a program written to game the harness
+(it runs in the same interpreter, as in the reference); the sandbox protects the host.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import signal
+import sys
+import types
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+from unittest.mock import mock_open, patch
+
+from apps_hpc.evaluate.semantics import (
+    Outcome,
+    call_output_matches,
+    fix_expected,
+    fix_inputs,
+    join_lines,
+    module_source,
+    stdin_output_matches,
+    uses_solution_class,
+)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """What the child needs of a problem: the method name (None = standard input)."""
+
+    fn_name: str | None
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+class TimeoutException(Exception):
+    """Raised by the timer; an Exception, so a bare `except:` can swallow it, as there."""
+
+
+class OutputLimitExceeded(Exception):
+    """The program printed more than the output cap."""
+
+
+def _on_timer(signum: int, frame: object) -> None:
+    print("alarm went off")  # the reference prints this into the captured stdout
+    raise TimeoutException
+
+
+class Timer:
+    """A per-step limit: CPU seconds, and a wall-clock backstop."""
+
+    def __init__(self, cpu_s: float, wall_factor: float) -> None:
+        self.cpu_s, self.wall_s = cpu_s, cpu_s * wall_factor
+        signal.signal(signal.SIGPROF, _on_timer)
+        signal.signal(signal.SIGALRM, _on_timer)
+
+    def arm(self) -> None:
+        signal.setitimer(signal.ITIMER_PROF, self.cpu_s)
+        signal.setitimer(signal.ITIMER_REAL, self.wall_s)
+
+    def disarm(self) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+class CappedStringIO(io.StringIO):
+    """The capture buffer: a StringIO that refuses to grow past `cap` characters."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap, self.size, self.overflowed = cap, 0, False
+
+    def write(self, s: str) -> int:
+        self.size += len(s)
+        if self.size > self.cap:
+            self.overflowed = True
+            raise OutputLimitExceeded(f"more than {self.cap} characters of output")
+        return super().write(s)
+
+
+class Capture(list):
+    """sys.stdout replaced by a StringIO for one test; the lines land in self."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap, self.overflowed = cap, False
+
+    def __enter__(self) -> Capture:
+        self._saved = sys.stdout
+        self._buf = CappedStringIO(self.cap)
+        self._buf.close = lambda *a: 1  # closing it is a no-op, as in the reference
+        sys.stdout = self._buf
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.extend(self._buf.getvalue().splitlines())
+        self.overflowed = self._buf.overflowed
+        del self._buf
+        sys.stdout = self._saved
+
+
+def _call_with_stdin(method: Any, inputs: str) -> None:
+    """Call `code()` with stdin, `sys.stdin.*` and `open` patched in the reference order."""
+    lines = iter(inputs.split("\n"))
+    with ExitStack() as stack:
+        stack.enter_context(patch("sys.stdin.read", lambda *a: inputs))
+        stack.enter_context(patch("sys.stdin.readlines", lambda *a: inputs.split("\n")))
+        stack.enter_context(patch("sys.stdin.readline", lambda *a: next(lines)))
+        stack.enter_context(patch("sys.stdin", io.StringIO(inputs)))
+        stack.enter_context(patch("builtins.open", mock_open(read_data=inputs)))
+        try:
+            method()
+        except SystemExit:
+            pass
+
+
+def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int) -> Outcome:
+    inputs, expected = join_lines(inputs), join_lines(expected)
+    with Capture(cap) as output:
+        timer.arm()
+        try:
+            _call_with_stdin(method, inputs)
+            timer.disarm()
+        except TimeoutException:
+            timer.disarm()
+            return Outcome.TIMEOUT
+        except Exception:
+            timer.disarm()
+            return Outcome.RUNTIME_ERROR
+    if output.overflowed:
+        return Outcome.RUNTIME_ERROR
+    return Outcome.PASS if stdin_output_matches(list(output), expected) else Outcome.WRONG_ANSWER
+
+
+def _call_test(method: Any, inputs: Any, expected: Any, timer: Timer) -> Outcome:
+    timer.arm()
+    try:
+        ok = call_output_matches(method(*inputs), expected)
+        timer.disarm()
+    except TimeoutException:
+        timer.disarm()
+        return Outcome.TIMEOUT
+    except Exception:
+        timer.disarm()
+        return Outcome.RUNTIME_ERROR
+    return Outcome.PASS if ok else Outcome.WRONG_ANSWER
+
+
+def load_module(code: str, call_based: bool, timer: Timer) -> Any:
+    """Exec the program as module `tmp_sol`; return what the tests call methods on.
+
+    Any Exception (syntax error, top-level error, timer) propagates: a compile error.
+    """
+    module = types.ModuleType("tmp_sol")
+    module.__file__ = ""
+    timer.arm()
+    try:
+        exec(compile(module_source(code, call_based), "", "exec"), module.__dict__)
+        target = module
+        if call_based and uses_solution_class(code):
+            target = module.Solution()
+    finally:
+        timer.disarm()
+    return target
+
+
+def run_program(
+    code: str, spec: TestSpec, timer: Timer, output_cap: int, all_tests: bool
+) -> list[Outcome]:
+    """Every test of one program, in order; stops at the first failure unless all_tests."""
+    call_based = spec.fn_name is not None
+    try:
+        target = load_module(code, call_based, timer)
+        method = getattr(target, spec.fn_name if call_based else "code")
+    except Exception:
+        return [Outcome.COMPILE_ERROR]
+    outcomes: list[Outcome] = []
+    for inputs, expected in zip(spec.inputs, spec.outputs, strict=False):
+        inputs, expected = fix_inputs(inputs), fix_expected(expected)
+        if call_based:
+            outcome = _call_test(method, inputs, expected, timer)
+        else:
+            outcome = _stdin_test(method, inputs, expected, timer, output_cap)
+        outcomes.append(outcome)
+        if outcome is not Outcome.PASS and not all_tests:
+            break
+    return outcomes
+
+
+# Applied in the child just before the program runs, as the reference's reliability_guard
+# does: a generated program sees the same crippled os/shutil/subprocess/builtins.
+_GUARDED_OS = (
+    "kill",
+    "system",
+    "putenv",
+    "remove",
+    "removedirs",
+    "rmdir",
+    "fchdir",
+    "setuid",
+    "fork",
+    "forkpty",
+    "killpg",
+    "rename",
+    "renames",
+    "truncate",
+    "replace",
+    "unlink",
+    "fchmod",
+    "fchown",
+    "chmod",
+    "chown",
+    "chroot",
+    "lchflags",
+    "lchmod",
+    "lchown",
+    "getcwd",
+    "chdir",
+)
+_BLOCKED_MODULES = ("ipdb", "joblib", "resource", "psutil", "tkinter")
+
+
+def reliability_guard() -> None:
+    """Disable what the reference disables (defence in depth, and the same verdicts:
+    e.g. `exit()` is None, `import resource` fails)."""
+    import faulthandler
+    import os
+    import shutil
+    import subprocess
+
+    faulthandler.disable()
+    builtins.exit = None  # type: ignore[assignment]
+    builtins.quit = None  # type: ignore[assignment]
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in _GUARDED_OS:
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None  # type: ignore[assignment]
+    subprocess.Popen = None  # type: ignore[assignment,misc]
+    builtins.help = None  # type: ignore[assignment]
+    for name in _BLOCKED_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]

@@ -1,0 +1,202 @@
+"""The evaluator's side of the warm workers: start them, feed them programs, restart
+one that died (a program may kill it), and turn each child's run into a verdict."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.evaluate.semantics import Outcome, collapse
+from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
+from apps_hpc.records import Verdict
+
+
+@dataclass(frozen=True)
+class Job:
+    """One distinct program of one problem."""
+
+    key: Any  # the problem's key, for the worker's test cache
+    code: str
+    spec: TestSpec
+    tag: Any = None  # the caller's own reference (which samples use this program)
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    verdict: Verdict
+    tests: list[bool | int]  # the reference encoding, one entry per test run
+    runs: int  # 2 when a timeout was re-checked
+    cpu_s: float
+    wall_s: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    workers: int = 1
+    limits: Limits = field(default_factory=Limits)
+    all_tests: bool = False
+    recheck_timeouts: bool = True
+    uid_base: int = 61000  # sandbox users are uid_base + worker slot (when root)
+    gid: int = 65534  # nogroup
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONHASHSEED="0",  # set iteration order (and so printed output) is reproducible
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+class WorkerProcess:
+    """One warm worker; `run` restarts it if it died."""
+
+    def __init__(self, slot: int, options: PoolOptions) -> None:
+        self.slot, self.options = slot, options
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cached: OrderedDict[Any, None] = OrderedDict()
+        self.network = self.user = ""
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "apps_hpc.evaluate.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_worker_env(),
+        )
+        self.cached.clear()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        opts = self.options
+        send(
+            self.proc.stdin,
+            {
+                "limits": opts.limits,
+                "slot": self.slot,
+                "uid_base": opts.uid_base,
+                "gid": opts.gid,
+            },
+        )
+        hello = recv(self.proc.stdout)
+        if not hello:
+            raise RuntimeError(f"evaluation worker {self.slot} failed to start")
+        self.network, self.user = hello["network"], hello["user"]
+
+    def _send_job(self, job: Job) -> Run | None:
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        fresh = job.key not in self.cached
+        self.cached[job.key] = None
+        self.cached.move_to_end(job.key)
+        while len(self.cached) > CACHE_SIZE:
+            self.cached.popitem(last=False)
+        options = {"all_tests": self.options.all_tests}
+        try:
+            send(
+                self.proc.stdin,
+                {
+                    "key": job.key,
+                    "spec": job.spec if fresh else None,
+                    "code": job.code,
+                    "options": options,
+                },
+            )
+            return recv(self.proc.stdout)
+        except (BrokenPipeError, OSError):
+            return None
+
+    def run(self, job: Job) -> Run:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        run = self._send_job(job)
+        if run is None:  # the worker died under this program
+            self.close()
+            self.restarts += 1
+            self.start()
+            return Run("crashed", [], 0.0, 0.0, 0, detail="the program killed its worker")
+        return run
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def to_result(run: Run, n_tests: int) -> ProgramResult:
+    """A child's run -> the verdict and the reference's per-test list."""
+    if run.status == "ok":
+        outcomes = [Outcome(v) for v in run.outcomes]
+        verdict = Verdict(collapse(outcomes).value)
+        tests = [o.reference_code() for o in outcomes]
+    else:  # no answer came back: the reference marks every test -1
+        verdict = Verdict.RUNTIME_ERROR if run.status == "crashed" else Verdict.TIMEOUT
+        tests = [-1] * n_tests
+    detail = run.detail if run.status != "ok" else ""
+    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail)
+
+
+class EvalPool:
+    """N warm workers; `run` yields (job, result) as programs finish."""
+
+    def __init__(self, options: PoolOptions) -> None:
+        self.options = options
+        self.workers = [WorkerProcess(i, options) for i in range(options.workers)]
+        self._idle: queue.Queue[WorkerProcess] = queue.Queue()
+
+    def __enter__(self) -> EvalPool:
+        for worker in self.workers:
+            worker.start()
+            self._idle.put(worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    @property
+    def network(self) -> str:
+        return self.workers[0].network if self.workers else ""
+
+    @property
+    def user(self) -> str:
+        return self.workers[0].user if self.workers else ""
+
+    def _evaluate(self, job: Job) -> ProgramResult:
+        worker = self._idle.get()
+        try:
+            result = to_result(worker.run(job), len(job.spec.inputs))
+            if result.verdict is Verdict.TIMEOUT and self.options.recheck_timeouts:
+                again = to_result(worker.run(job), len(job.spec.inputs))
+                result = ProgramResult(
+                    again.verdict, again.tests, 2, again.cpu_s, again.wall_s, again.detail
+                )
+            return result
+        finally:
+            self._idle.put(worker)
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, ProgramResult]]:
+        with ThreadPoolExecutor(max_workers=len(self.workers)) as executor:
+            futures = {executor.submit(self._evaluate, job): job for job in jobs}
+            for future in as_completed(futures):
+                yield futures[future], future.result()

@@ -1,0 +1,305 @@
+"""The sandbox a generated program runs in, and the clean-up after it.
+
+`enter()` runs in the freshly forked child, before the program: a new session and
+process group, stdio on /dev/null, every other descriptor closed, a scratch working
+directory, rlimits (address space, CPU seconds, file size, open files, processes, no
+core files), an unprivileged user when the evaluator is root (root ignores
+RLIMIT_NPROC), no new privileges, death with the worker, and a scrubbed environment.
+The network is cut once per worker (`isolate_network`): a new network namespace has only
+a loopback that is down. `reap()` runs in the worker after the child ends: it kills the
+child's process group and, because the worker is a child subreaper, every descendant
+that escaped the group with setsid().
+
+What it does not do: it is not a container. Without root (or user namespaces) the child
+runs as the evaluator's own user and can write where that user can (capped by
+RLIMIT_FSIZE) and signal that user's processes; world-writable folders such as /tmp stay
+writable to the sandbox user. Run the evaluator as root in a container for the full set.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import math
+import os
+import resource
+import select
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+CAP_DAC_READ_SEARCH = 2
+_CAP_VERSION_3 = 0x20080522
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+MIB = 1024 * 1024
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program limits. Times are CPU seconds; wall clock only backs them up."""
+
+    test_timeout_s: float = 4.0  # per test (the reference's signal.alarm(4))
+    program_budget_s: float = 11.0  # all tests of one program (the reference's 10 s + 1)
+    wall_factor: float = 3.0  # wall-clock backstop = factor x the CPU limit
+    memory_mb: int = 4096  # RLIMIT_AS
+    file_size_mb: int = 16  # RLIMIT_FSIZE
+    max_procs: int = 8  # RLIMIT_NPROC: processes and threads of the sandbox user
+    max_open_files: int = 64  # RLIMIT_NOFILE
+    max_output_mb: int = 64  # captured stdout per test, in millions of characters
+
+    @property
+    def output_cap(self) -> int:
+        return self.max_output_mb * MIB
+
+    @property
+    def wall_deadline_s(self) -> float:
+        return self.program_budget_s * self.wall_factor + 1.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the child runs as: `uid` None keeps the evaluator's user. `read_all` keeps
+    CAP_DAC_READ_SEARCH (read-only access everywhere), needed when the Python that runs
+    the programs lives where the sandbox user cannot read (e.g. under /root)."""
+
+    uid: int | None
+    gid: int | None
+    nproc: int
+    read_all: bool = False
+
+
+def identity_for_slot(slot: int, limits: Limits, uid_base: int, gid: int) -> Identity:
+    """Root: a user of its own per worker slot, so RLIMIT_NPROC counts only the sandbox.
+    Not root: the evaluator's user, with a process limit above what it already runs."""
+    if os.geteuid() == 0:
+        return Identity(uid_base + slot, gid, limits.max_procs, not python_world_readable())
+    return Identity(None, None, count_user_processes(os.getuid()) + limits.max_procs + 64)
+
+
+def _world_reachable(path: Path) -> bool:
+    """Can any user list `path` (search permission on every ancestor, read on it)?"""
+    import stat
+
+    try:
+        for parent in [*reversed(path.parents), path]:
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                return False
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return True  # a missing sys.path entry blocks nothing
+
+
+def python_world_readable() -> bool:
+    import sys
+
+    roots = {Path(p).resolve() for p in sys.path if p} | {Path(sys.base_prefix).resolve()}
+    return all(_world_reachable(p) for p in roots)
+
+
+def describe(identity: Identity) -> str:
+    if identity.uid is None:
+        return f"uid {os.getuid()} (not root: no user switch)"
+    extra = " + CAP_DAC_READ_SEARCH (Python is not world-readable)" if identity.read_all else ""
+    return f"uid {identity.uid}{extra}"
+
+
+def count_user_processes(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def _call(name: str, *args: int) -> None:
+    if getattr(_libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def isolate_network() -> str:
+    """Move this process into a new network namespace; say how, or why not."""
+    try:
+        _call("unshare", CLONE_NEWNET)
+        return "netns"
+    except OSError:
+        pass
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        _call("unshare", CLONE_NEWUSER | CLONE_NEWNET)
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        return "userns+netns"
+    except OSError as exc:
+        return f"unavailable ({exc.strerror})"
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of the sandbox are re-parented to this process."""
+    _call("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _set_limits(limits: Limits, identity: Identity) -> None:
+    cpu = math.ceil(limits.program_budget_s)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    for res, value in (
+        (resource.RLIMIT_AS, limits.memory_mb * MIB),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * MIB),
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+        (resource.RLIMIT_NPROC, identity.nproc),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(res, (value, value))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+
+
+def _keep_only_read_search() -> None:
+    """After setuid with KEEPCAPS: keep CAP_DAC_READ_SEARCH alone, effective."""
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    bit = 1 << CAP_DAC_READ_SEARCH
+    data = (_CapData * 2)(_CapData(bit, bit, 0), _CapData(0, 0, 0))
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _drop_privileges(identity: Identity) -> None:
+    if identity.uid is None or identity.gid is None:
+        return
+    if identity.read_all:
+        _call("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setgid(identity.gid)
+    os.setuid(identity.uid)
+    if identity.read_all:
+        _keep_only_read_search()
+    if os.getuid() != identity.uid or os.geteuid() != identity.uid:
+        raise OSError(errno.EPERM, "could not drop privileges")
+
+
+def _redirect_stdio(keep_fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 16)
+
+
+def _scrub_env(scratch: str) -> None:
+    os.environ.clear()
+    os.environ.update(
+        PATH="/usr/local/bin:/usr/bin:/bin",
+        HOME=scratch,
+        TMPDIR=scratch,
+        LANG="C.UTF-8",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
+
+
+def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> None:
+    """Turn the forked child into the sandbox. Raises if any step fails."""
+    import sys
+
+    os.setsid()
+    _redirect_stdio(keep_fd)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - as a multiprocessing child has
+    os.chdir(scratch)
+    _set_limits(limits, identity)
+    _drop_privileges(identity)
+    _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead
+    _scrub_env(scratch)
+
+
+def make_scratch(base: Path, identity: Identity) -> Path:
+    scratch = base / "cwd"
+    scratch.mkdir(mode=0o700)
+    if identity.uid is not None and identity.gid is not None:
+        os.chown(scratch, identity.uid, identity.gid)
+    return scratch
+
+
+def remove_scratch(scratch: Path) -> None:
+    import shutil
+
+    try:
+        scratch.rmdir()
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc/<n>/stat)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _reap_exited() -> bool:
+    """Collect every exited child; False once this process has no children at all."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
+def reap(pgid: int) -> int:
+    """Kill the sandbox's process group and every descendant left; return how many
+    stray processes had to be killed outside the group."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    strays = 0
+    deadline = time.monotonic() + 10.0
+    while _reap_exited() and time.monotonic() < deadline:
+        kids = children_of(os.getpid())
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+                strays += 1
+            except ProcessLookupError:
+                pass
+        if not kids:
+            select.select([], [], [], 0.001)
+    return strays

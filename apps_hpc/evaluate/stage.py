@@ -1,0 +1,156 @@
+"""`evaluate(cfg)`: samples file + APPS rows -> results file, one line per problem,
+appended as problems finish, resumable after a kill."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from apps_hpc.apps import Problem, load_problems
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
+from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.records import AppendLog, ResultRecord, SampleRecord, Verdict, read_samples
+from apps_hpc.schedenv import cpus_granted
+
+
+@dataclass
+class EvalConfig:
+    samples: Path
+    apps: Path
+    out: Path
+    workers: int = 0  # 0: the CPUs granted (SLURM's, else affinity)
+    all_tests: bool = False  # run every test even after a failure
+    split: str | None = None  # force the split of the APPS rows
+    skip_bad_rows: bool = False
+    recheck_timeouts: bool = True
+    limits: Limits = field(default_factory=Limits)
+    progress: bool = True
+
+
+@dataclass
+class _Pending:
+    """A problem whose programs are still running."""
+
+    sample: SampleRecord
+    problem: Problem
+    results: dict[str, ProgramResult] = field(default_factory=dict)  # by program text
+    left: int = 0
+
+
+def _spec(problem: Problem) -> TestSpec:
+    return TestSpec(problem.fn_name, problem.inputs, problem.outputs)
+
+
+def _match(samples: list[SampleRecord], problems: dict, cfg: EvalConfig) -> list[_Pending]:
+    pending, seen = [], set()
+    for sample in samples:
+        if sample.key in seen:
+            raise AppsHpcError(
+                f"{cfg.samples}: problem {sample.split}/{sample.problem_id} of model "
+                f"{sample.model!r} appears twice"
+            )
+        seen.add(sample.key)
+        problem = problems.get((sample.split, sample.problem_id))
+        if problem is None:
+            raise AppsHpcError(
+                f"{cfg.samples}: problem {sample.split}/{sample.problem_id} is not in {cfg.apps}"
+            )
+        if not problem.has_tests:
+            raise AppsHpcError(
+                f"{cfg.apps}: problem {problem.split}/{problem.problem_id} has no tests"
+            )
+        pending.append(_Pending(sample, problem))
+    return pending
+
+
+def _jobs(pending: list[_Pending]) -> list[Job]:
+    """One job per distinct program of each problem: identical programs run once."""
+    jobs = []
+    for index, item in enumerate(pending):
+        distinct = dict.fromkeys(item.sample.codes)
+        item.left = len(distinct)
+        spec = _spec(item.problem)
+        jobs += [Job(item.problem.key, code, spec, tag=index) for code in distinct]
+    return jobs
+
+
+def _record(item: _Pending) -> ResultRecord:
+    results = [item.results[code] for code in item.sample.codes]
+    verdicts = [r.verdict.value for r in results]
+    return ResultRecord(
+        problem_id=item.sample.problem_id,
+        split=item.sample.split,
+        difficulty=item.problem.difficulty,
+        model=item.sample.model,
+        n=len(results),
+        c=sum(v == Verdict.PASS.value for v in verdicts),
+        verdicts=verdicts,
+        tests=[r.tests for r in results],
+    )
+
+
+def _done_keys(log: AppendLog) -> set[tuple[str, str, int]]:
+    keys = set()
+    for _, rec in log.records:
+        keys.add((rec.get("model"), rec.get("split", "test"), rec.get("problem_id")))
+    return keys
+
+
+def _say(cfg: EvalConfig, text: str) -> None:
+    if cfg.progress:
+        print(text, file=sys.stderr)
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    """Evaluate every problem of `cfg.samples` not already in `cfg.out`; return cfg.out."""
+    problems, load = load_problems(cfg.apps, cfg.split, cfg.skip_bad_rows)
+    if load.skipped:
+        _say(cfg, f"skipped {len(load.skipped)} bad APPS rows; first: {load.skipped[0]}")
+    samples = read_samples(cfg.samples)
+    log = AppendLog(cfg.out)
+    if log.repaired:
+        _say(cfg, f"{cfg.out}: dropped a half-written last line; that problem is redone")
+    done = _done_keys(log)
+    todo = [s for s in samples if s.key not in done]
+    pending = _match(todo, problems, cfg)
+    _say(cfg, f"{len(samples) - len(todo)} problems already in {cfg.out}, {len(todo)} to do")
+    for item in [p for p in pending if not p.sample.codes]:
+        log.append(_record(item).to_json())
+    _run(cfg, [p for p in pending if p.sample.codes], log)
+    return cfg.out
+
+
+def _run(cfg: EvalConfig, pending: list[_Pending], log: AppendLog) -> None:
+    jobs = _jobs(pending)
+    if not jobs:
+        return
+    workers = cfg.workers or cpus_granted()
+    options = PoolOptions(
+        workers=min(workers, len(jobs)),
+        limits=cfg.limits,
+        all_tests=cfg.all_tests,
+        recheck_timeouts=cfg.recheck_timeouts,
+    )
+    start = time.monotonic()
+    with (
+        EvalPool(options) as pool,
+        tqdm(
+            total=len(jobs), unit="prog", desc="eval", disable=not cfg.progress, smoothing=0.05
+        ) as bar,
+    ):
+        _say(cfg, f"{options.workers} workers; sandbox network: {pool.network}; user: {pool.user}")
+        for job, result in pool.run(jobs):
+            item = pending[job.tag]
+            item.results[job.code] = result
+            item.left -= 1
+            if item.left == 0:
+                log.append(_record(item).to_json())
+            bar.update(1)
+    elapsed = time.monotonic() - start
+    _say(cfg, f"evaluated {len(jobs)} programs in {elapsed:.1f}s ({len(jobs) / elapsed:.1f}/s)")
