@@ -18,10 +18,9 @@ import io
 import signal
 import sys
 import types
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
-from unittest.mock import mock_open, patch
+from unittest.mock import mock_open
 
 from apps_hpc.evaluate.semantics import (
     Outcome,
@@ -52,7 +51,14 @@ class OutputLimitExceeded(Exception):
     """The program printed more than the output cap."""
 
 
+# How many timeouts the wall-clock backstop (not CPU time) decided: those depend on the
+# machine's load, so the evaluator runs such a program again before it records them.
+WALL_TIMEOUTS = [0]
+
+
 def _on_timer(signum: int, frame: object) -> None:
+    if signum == signal.SIGALRM:
+        WALL_TIMEOUTS[0] += 1
     print("alarm went off")  # the reference prints this into the captured stdout
     raise TimeoutException
 
@@ -110,19 +116,46 @@ class Capture(list):
         sys.stdout = self._saved
 
 
+_STDIN_ATTRS = ("read", "readlines", "readline")
+
+
+def _lazy_mock_open(inputs: str) -> Any:
+    """`builtins.open` for one test: the reference's `mock_open(read_data=inputs)`, built
+    on the first call only (building a MagicMock costs more than most tests)."""
+    made: list[Any] = []
+
+    def fake_open(*args: Any, **kwargs: Any) -> Any:
+        if not made:
+            made.append(mock_open(read_data=inputs))
+        return made[0](*args, **kwargs)
+
+    return fake_open
+
+
 def _call_with_stdin(method: Any, inputs: str) -> None:
-    """Call `code()` with stdin, `sys.stdin.*` and `open` patched in the reference order."""
+    """Call `code()` with stdin patched as the reference's `unittest.mock.patch` stack
+    does, in its order: the original `sys.stdin`'s read/readlines/readline, then
+    `sys.stdin` itself, then `builtins.open`; all undone afterwards."""
     lines = iter(inputs.split("\n"))
-    with ExitStack() as stack:
-        stack.enter_context(patch("sys.stdin.read", lambda *a: inputs))
-        stack.enter_context(patch("sys.stdin.readlines", lambda *a: inputs.split("\n")))
-        stack.enter_context(patch("sys.stdin.readline", lambda *a: next(lines)))
-        stack.enter_context(patch("sys.stdin", io.StringIO(inputs)))
-        stack.enter_context(patch("builtins.open", mock_open(read_data=inputs)))
-        try:
-            method()
-        except SystemExit:
-            pass
+    original, real_open = sys.stdin, builtins.open
+    had = {name: name in getattr(original, "__dict__", {}) for name in _STDIN_ATTRS}
+    saved = {name: getattr(original, name) for name in _STDIN_ATTRS if had[name]}
+    original.read = lambda *a: inputs
+    original.readlines = lambda *a: inputs.split("\n")
+    original.readline = lambda *a: next(lines)
+    sys.stdin = io.StringIO(inputs)
+    builtins.open = _lazy_mock_open(inputs)
+    try:
+        method()
+    except SystemExit:
+        pass
+    finally:
+        builtins.open, sys.stdin = real_open, original
+        for name in _STDIN_ATTRS:
+            if had[name]:
+                setattr(original, name, saved[name])
+            else:
+                delattr(original, name)
 
 
 def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int) -> Outcome:

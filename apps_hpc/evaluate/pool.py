@@ -156,6 +156,14 @@ def to_result(run: Run, n_tests: int) -> ProgramResult:
     return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail)
 
 
+def needs_recheck(run: Run, result: ProgramResult) -> bool:
+    """A timeout decided by the wall clock may be the machine's load, not the program:
+    run it again. CPU-time limits do not depend on load and are recorded at once."""
+    return result.verdict is Verdict.TIMEOUT and (
+        run.status == "wall_limit" or run.wall_timeouts > 0
+    )
+
+
 class EvalPool:
     """N warm workers; `run` yields (job, result) as programs finish."""
 
@@ -185,8 +193,9 @@ class EvalPool:
     def _evaluate(self, job: Job) -> ProgramResult:
         worker = self._idle.get()
         try:
-            result = to_result(worker.run(job), len(job.spec.inputs))
-            if result.verdict is Verdict.TIMEOUT and self.options.recheck_timeouts:
+            run = worker.run(job)
+            result = to_result(run, len(job.spec.inputs))
+            if self.options.recheck_timeouts and needs_recheck(run, result):
                 again = to_result(worker.run(job), len(job.spec.inputs))
                 result = ProgramResult(
                     again.verdict, again.tests, 2, again.cpu_s, again.wall_s, again.detail

@@ -11,6 +11,7 @@ untrusted process writes is parsed as data only.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -27,7 +28,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from apps_hpc.evaluate import sandbox
-from apps_hpc.evaluate.harness import TestSpec, Timer, reliability_guard, run_program
+from apps_hpc.evaluate.harness import (
+    WALL_TIMEOUTS,
+    TestSpec,
+    Timer,
+    reliability_guard,
+    run_program,
+)
 from apps_hpc.evaluate.semantics import HEADER_MODULES, Outcome
 
 MAX_PAYLOAD = 4 * 1024 * 1024
@@ -62,6 +69,7 @@ class Run:
     wall_s: float
     strays: int
     detail: str = ""
+    wall_timeouts: int = 0  # timeouts decided by the wall clock, not CPU time
 
 
 def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int) -> None:
@@ -74,7 +82,8 @@ def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int
         timer = Timer(limits.test_timeout_s, limits.wall_factor)
         reliability_guard()
         outcomes = run_program(code, spec, timer, limits.output_cap, cfg["all_tests"])
-        os.write(fd, json.dumps({"outcomes": [o.value for o in outcomes]}).encode())
+        answer = {"outcomes": [o.value for o in outcomes], "wall_timeouts": WALL_TIMEOUTS[0]}
+        os.write(fd, json.dumps(answer).encode())
         status = 0
     except BaseException as exc:  # e.g. SystemExit from a call-based program
         os.write(fd, json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
@@ -174,7 +183,11 @@ def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) ->
     state = "wall_limit" if timed_out else _classify(payload, status, cpu, limits)
     answer = _parse(payload)
     outcomes = answer.get("outcomes", []) if state == "ok" else []
-    return Run(state, outcomes, cpu, wall, strays, detail=_describe(status, answer))
+    walls = answer.get("wall_timeouts", 0) if state == "ok" else int(timed_out)
+    detail = _describe(status, answer)
+    return Run(
+        state, outcomes, cpu, wall, strays, detail, int(walls) if isinstance(walls, int) else 1
+    )
 
 
 def _describe(status: int, answer: dict[str, Any]) -> str:
@@ -207,6 +220,8 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
     sandbox.become_subreaper()
     for name in (*HEADER_MODULES, "numpy.random"):
         importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # forked children never scan (and so never copy) the worker's objects
     base = Path(tempfile.mkdtemp(prefix="apps-hpc-sandbox-"))
     os.chmod(base, 0o711)
     user = sandbox.describe(cfg["identity"])

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real APPS rows in ../shared, and a warm sandbox pool."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
+from apps_hpc.evaluate.sandbox import Limits
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_APPS = REPO.parent / "shared" / "apps"
+
+# Small limits keep hostile-program tests quick; the semantics do not change with them.
+FAST_LIMITS = Limits(test_timeout_s=1.0, program_budget_s=3.0, wall_factor=3.0, memory_mb=1024)
+
+
+@pytest.fixture(scope="session")
+def shared_apps() -> Path:
+    if not (SHARED_APPS / "reference-verdicts.jsonl").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_APPS} is missing in CI")
+        pytest.skip(f"{SHARED_APPS} not present (the real APPS rows live beside the repo)")
+    return SHARED_APPS
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[EvalPool]:
+    with EvalPool(PoolOptions(workers=2, limits=FAST_LIMITS)) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def pool_all_tests() -> Iterator[EvalPool]:
+    with EvalPool(PoolOptions(workers=1, limits=FAST_LIMITS, all_tests=True)) as p:
+        yield p
+
+
+def run_one(
+    pool: EvalPool, code: str, inputs: list, outputs: list, fn_name: str | None = None
+) -> ProgramResult:
+    """Evaluate one program in the sandbox pool (never in this process)."""
+    job = Job(
+        key=("t", hash((code, repr(inputs), repr(outputs), fn_name))),
+        code=code,
+        spec=TestSpec(fn_name, inputs, outputs),
+    )
+    [(_, result)] = list(pool.run([job]))
+    return result

@@ -1,0 +1,123 @@
+"""The reference harness's rules as pure functions: one test per rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps_hpc.evaluate.semantics import (
+    HEADER,
+    Outcome,
+    call_output_matches,
+    collapse,
+    fix_expected,
+    fix_inputs,
+    module_source,
+    stdin_output_matches,
+    uses_solution_class,
+    wrap_stdin_program,
+)
+
+
+def test_header_is_the_reference_header_in_order() -> None:
+    lines = HEADER.splitlines()
+    assert lines[0] == "import sys" and lines[-1] == "from heapq import *"
+    assert "import numpy as np" in lines
+    assert len(lines) == 15
+
+
+def test_stdin_wrapping_keeps_leading_imports_at_module_level() -> None:
+    src = wrap_stdin_program("import sys\nfrom math import gcd\nn = int(input())\nprint(n)")
+    assert src == (
+        "import sys\nfrom math import gcd\n"
+        "stdin = sys.stdin\nstdout = sys.stdout\ndef code():\n"
+        "\tn = int(input())\n\tprint(n)\n"
+    )
+
+
+def test_stdin_wrapping_indents_imports_after_the_first_statement() -> None:
+    src = wrap_stdin_program("x = 1\nimport os\n  import re")
+    assert "\timport os\n" in src
+    assert "\t  import re\n" in src  # not at column 0: an ordinary line
+
+
+def test_stdin_program_without_statements_has_no_code_function() -> None:
+    assert "def code" not in wrap_stdin_program("import sys")
+
+
+def test_module_source_prepends_header() -> None:
+    assert module_source("def f(): pass", call_based=True) == HEADER + "def f(): pass"
+    assert module_source("print(1)", call_based=False).startswith(HEADER + "stdin = sys.stdin")
+
+
+def test_solution_class_is_detected_by_text() -> None:
+    assert uses_solution_class("class Solution:\n    pass")
+    assert not uses_solution_class("class Sol:\n    pass")
+
+
+def test_dict_first_argument_gets_int_keys_and_drops_other_args() -> None:
+    assert fix_inputs([{"1": "a", "2": "b"}, 5]) == [{1: "a", 2: "b"}]
+    assert fix_inputs([{"x": 1}]) == [{"x": 1}]  # int() fails: left alone
+    assert fix_inputs([1, 2]) == [1, 2]
+    assert fix_inputs([]) == []
+
+
+def test_expected_dict_gets_int_keys() -> None:
+    assert fix_expected({"3": 4}) == [{3: 4}]
+    assert fix_expected([{"3": 4}]) == [{3: 4}]
+    assert fix_expected([1, 2]) == [1, 2]
+
+
+def test_call_based_compares_with_expected_or_its_first_element() -> None:
+    assert call_output_matches(3, [3])
+    assert call_output_matches([1, 2], [[1, 2]])
+    assert call_output_matches([1, 2], [1, 2])
+    assert not call_output_matches(4, [3])
+
+
+def test_call_based_tuples_count_as_lists() -> None:
+    assert call_output_matches((1, 2), [[1, 2]])
+    assert call_output_matches([(1, 2), (3, 4)], [[[1, 2], [3, 4]]])
+
+
+def test_call_based_equality_is_exact() -> None:
+    assert not call_output_matches(0.1 + 0.2, [0.3])
+    assert call_output_matches(1.0, [1])
+    assert call_output_matches(True, [1])
+
+
+def test_call_based_numpy_array_output_raises() -> None:
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError):
+        call_output_matches(np.array([1, 2]), [[1, 2]])
+
+
+@pytest.mark.parametrize(
+    ("out", "expected", "ok"),
+    [
+        (["1", "2"], "1\n2\n", True),  # step 1: joined and stripped
+        (["  1 ", "2  "], "1\n2", True),  # step 1: each line stripped
+        (["1", "", "2"], "1\n2", True),  # step 4: empty lines dropped
+        (["0.3000001"], "0.3", True),  # step 4: np.allclose
+        (["2 1"], "1 2", True),  # step 5: token sets
+        (["b", "a"], "a\nb", True),  # step 5: line order ignored
+        (["1 2"], "1 1 2", True),  # step 5: duplicate tokens ignored
+        (["0.3004"], "0.3", True),  # step 6: rounded to 3 decimals
+        (["1.2346 2"], "1.2345 2", False),
+        (["yes"], "YES", False),
+        (["1", "2", "3"], "1\n2", False),  # an extra line
+        ([], "1", False),
+    ],
+)
+def test_stdin_comparison_cascade(out: list[str], expected: str, ok: bool) -> None:
+    assert stdin_output_matches(out, expected) is ok
+
+
+def test_collapse_is_pass_only_when_all_pass_else_first_failure() -> None:
+    p, w, t = Outcome.PASS, Outcome.WRONG_ANSWER, Outcome.TIMEOUT
+    assert collapse([p, p]) is p
+    assert collapse([p, t, w]) is t
+    assert collapse([Outcome.COMPILE_ERROR]) is Outcome.COMPILE_ERROR
+
+
+def test_reference_encoding() -> None:
+    assert [o.reference_code() for o in Outcome] == [True, False, -1, -1, -2]
