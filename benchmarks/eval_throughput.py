@@ -25,11 +25,10 @@ wrong programs derived from each problem's first solution (stdin: an extra outpu
 often accepts - and a program that reads stdin and prints nothing; call-based: the method
 made to return None); and a few hostile programs (infinite loop, 100 GiB allocation, an
 exception, `os._exit`, a syntax error). Each problem keeps its first `--max-tests` tests
-(0 = all). The defaults (1 solution, 5 tests) keep the whole run to about 2-4 minutes on a
-2-core machine, nearly all of it the naive side (about 0.3-0.6 s per subprocess); six
-test-split problems have 229-565 tests each, so without the cap the naive side alone
-would take far longer. The cap favours the naive side: its cost grows with the number
-of tests, the evaluator's barely does.
+(0 = all, the default: the real test counts, 2 to 565 per problem). The defaults (1
+solution per problem, every test) take about 4-5 minutes on a 2-core machine, nearly all
+of it the naive side (3,400 subprocesses); `--max-tests 5` gives a quick run that favours
+the naive side (its cost grows with the number of tests, the evaluator's barely does).
 
 Prints the machine, the program and test-pair counts, programs/s of both sides, the
 speedup, and every program whose verdict differs between the two sides.
@@ -157,7 +156,7 @@ def programs_of(problem: Problem, per_problem: int, max_tests: int) -> list[Prog
     where = f"{problem.split}/{problem.problem_id}"
     real = [
         Program(f"{where} solution#{i}", "real", key, code, spec)
-        for i, code in enumerate(problem.solutions[:per_problem])
+        for i, code in enumerate(problem.solutions[: per_problem or None])
     ]
     wrong = [
         Program(f"{where} wrong:{label}", "wrong", key, code, spec)
@@ -353,9 +352,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--apps", type=Path, default=DEFAULT_APPS, help="folder of APPS rows")
     parser.add_argument("--workers", type=int, default=2, help="workers on each side")
     parser.add_argument(
-        "--solutions-per-problem", type=int, default=1, help="real solutions per problem"
+        "--solutions-per-problem",
+        type=int,
+        default=1,
+        help="real solutions per problem (0 = all; the naive side then takes hours)",
     )
-    parser.add_argument("--max-tests", type=int, default=5, help="tests kept per problem (0 = all)")
+    parser.add_argument(
+        "--max-tests", type=int, default=0, help="tests kept per problem (0 = all, the default)"
+    )
     parser.add_argument("--timeout", type=float, default=4.0, help="CPU seconds per test")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)

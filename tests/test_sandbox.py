@@ -48,7 +48,7 @@ def _sandbox_uid_processes() -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if 61000 <= os.stat(f"/proc/{entry}").st_uid < 61100:
+                if 61000 <= os.stat(f"/proc/{entry}").st_uid < 62000:
                     pids.append(int(entry))
             except OSError:
                 pass
@@ -197,3 +197,12 @@ def test_cwd_is_a_fresh_scratch_folder(pool) -> None:
     code = "import io, os\nprint(len(os.listdir('.')))\nio.open('f', 'w').write('1')"
     assert run_one(pool, code, ["x"], ["0"]).verdict is Verdict.PASS
     assert run_one(pool, code, ["x"], ["0"]).verdict is Verdict.PASS  # nothing left over
+
+
+@needs_root
+def test_each_worker_gets_a_uid_of_its_own(tmp_path: Path) -> None:
+    from apps_hpc.evaluate.sandbox import claim_uid
+
+    first = claim_uid(70000, 0, lock_dir=str(tmp_path))
+    second = claim_uid(70000, 0, lock_dir=str(tmp_path))  # the first is still held
+    assert first == 70000 and second == 70001

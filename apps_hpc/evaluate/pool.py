@@ -46,7 +46,7 @@ class PoolOptions:
     limits: Limits = field(default_factory=Limits)
     all_tests: bool = False
     recheck_timeouts: bool = True
-    uid_base: int = 61000  # sandbox users are uid_base + worker slot (when root)
+    uid_base: int = 61000  # as root, each worker's children run as a free uid from here
     gid: int = 65534  # nogroup
 
 
@@ -205,7 +205,10 @@ class EvalPool:
             self._idle.put(worker)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, ProgramResult]]:
-        with ThreadPoolExecutor(max_workers=len(self.workers)) as executor:
+        executor = ThreadPoolExecutor(max_workers=len(self.workers))
+        try:
             futures = {executor.submit(self._evaluate, job): job for job in jobs}
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:  # on Ctrl-C or an error, drop what has not started
+            executor.shutdown(wait=True, cancel_futures=True)

@@ -76,11 +76,35 @@ class Identity:
     read_all: bool = False
 
 
+UID_SPAN = 1000  # sandbox users are uid_base .. uid_base + UID_SPAN - 1
+_held_locks: list[int] = []
+
+
+def claim_uid(uid_base: int, slot: int, lock_dir: str = "/tmp") -> int:
+    """A sandbox uid no other live worker on this machine uses (two evaluations on one
+    node must not share RLIMIT_NPROC). The claim is an flock held until this process
+    exits; the search starts at uid_base + slot."""
+    import fcntl
+
+    for offset in range(UID_SPAN):
+        uid = uid_base + (slot + offset) % UID_SPAN
+        fd = os.open(f"{lock_dir}/apps-hpc-sandbox-uid-{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held_locks.append(fd)
+        return uid
+    raise RuntimeError(f"all sandbox uids {uid_base}..{uid_base + UID_SPAN - 1} are in use")
+
+
 def identity_for_slot(slot: int, limits: Limits, uid_base: int, gid: int) -> Identity:
-    """Root: a user of its own per worker slot, so RLIMIT_NPROC counts only the sandbox.
+    """Root: a user of its own per worker, so RLIMIT_NPROC counts only that sandbox.
     Not root: the evaluator's user, with a process limit above what it already runs."""
     if os.geteuid() == 0:
-        return Identity(uid_base + slot, gid, limits.max_procs, not python_world_readable())
+        uid = claim_uid(uid_base, slot)
+        return Identity(uid, gid, limits.max_procs, not python_world_readable())
     return Identity(None, None, count_user_processes(os.getuid()) + limits.max_procs + 64)
 
 
