@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install test lint format bench clean
 
@@ -10,8 +12,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python  ## the package (editable) with its dev tools
-	$(BIN)/python -m pip install -q -e '.[dev]'
+install: $(BIN)/python  ## the package (editable) with its dev tools and the training extra
+	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
+	$(BIN)/python -m pip install -q -e '.[dev,train]'
 
 test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

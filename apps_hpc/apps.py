@@ -171,10 +171,12 @@ def _files_in(path: Path) -> list[Path]:
     if not path.is_dir():
         raise AppsHpcError(f"{path}: no such file or directory")
     files = sorted(
-        p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet") and p.stem != "prompts"
+        p
+        for p in path.iterdir()
+        if p.suffix in (".jsonl", ".parquet") and p.name.startswith(SPLITS)
     )
     if not files:
-        raise AppsHpcError(f"{path}: no .jsonl or .parquet files of APPS rows in this folder")
+        raise AppsHpcError(f"{path}: no train*/test* .jsonl or .parquet files in this folder")
     return files
 
 

@@ -173,6 +173,123 @@ def report_cmd(
     click.echo(f"report written to {folder}", err=True)
 
 
+@cli.command("prepare", context_settings=CONTEXT)
+@click.option(
+    "--apps",
+    default=None,
+    help="APPS: a folder with train.jsonl/test.jsonl, one such "
+    "file, parquet, or a hub dataset name (online). Default: the experiment's.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data folder. Default: <experiment>/data.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML (its `prepare` section gives the defaults).",
+)
+@click.option(
+    "--max-per-problem",
+    type=click.IntRange(1),
+    default=None,
+    help="At most this many solutions per train problem (seeded choice).",
+)
+@click.option("--seed", type=int, default=None, help="Seed for --max-per-problem (42).")
+@click.option("--dataset-name", default=None, help="dataset_info.json entry (apps_train).")
+@click.option("--stats", is_flag=True, help="Also write and print stats.json.")
+@click.option("--tokenizer", default=None, help="Tokenizer for --stats token lengths.")
+@click.option(
+    "--cutoff-len",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1),
+    help="For --stats: count the examples this would truncate.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Count and report bad rows, not fail.")
+def prepare_cmd(
+    apps: str | None,
+    out: Path | None,
+    config: Path | None,
+    max_per_problem: int | None,
+    seed: int | None,
+    dataset_name: str | None,
+    stats: bool,
+    tokenizer: str | None,
+    cutoff_len: int,
+    skip_bad_rows: bool,
+) -> None:
+    """APPS rows -> LlamaFactory SFT dataset, dataset_info.json and prompts.jsonl.
+
+    \b
+    Example:
+      apps-hpc prepare --apps ../shared/apps --out experiments/demo/data --stats
+    """
+    from apps_hpc.config import load_experiment
+    from apps_hpc.prepare import PrepareConfig, prepare
+
+    exp = load_experiment(config)
+    p = exp.prepare
+    cfg = PrepareConfig(
+        apps=apps or exp.apps,
+        out=out or exp.data_dir,
+        dataset_name=dataset_name or p.dataset_name,
+        max_per_problem=max_per_problem if max_per_problem is not None else p.max_per_problem,
+        seed=seed if seed is not None else p.seed,
+        stats=stats,
+        tokenizer=tokenizer,
+        cutoff_len=cutoff_len,
+        skip_bad_rows=skip_bad_rows,
+    )
+    folder = prepare(cfg)
+    if stats:
+        click.echo((folder / "stats.json").read_text(encoding="utf-8"), nl=False)
+    click.echo(str(folder))
+
+
+@cli.command("train", context_settings=CONTEXT)
+@click.option(
+    "--config", "config", required=True, type=click.Path(path_type=Path), help="Experiment YAML."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set train.overrides.max_steps=10 (repeatable).",
+)
+def train_cmd(config: Path, sets: tuple[str, ...]) -> None:
+    """Fine-tune with `llamafactory-cli train` (FORCE_TORCHRUN, resumes from checkpoints).
+
+    \b
+    Example:
+      apps-hpc train --config configs/experiments/dscoder_apps.yaml
+    """
+    from apps_hpc.config import load_experiment, parse_sets
+    from apps_hpc.train import train
+
+    click.echo(str(train(load_experiment(config, parse_sets(sets)))))
+
+
+@cli.command("tiny-model", context_settings=CONTEXT)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder.")
+def tiny_model_cmd(out: Path) -> None:
+    """Build a tiny random Llama + byte-level BPE tokenizer locally (deepseek-coder chat
+    format, <|EOT|>), for tests and the laptop demo.
+
+    \b
+    Example:
+      apps-hpc tiny-model --out experiments/tiny-model
+    """
+    from apps_hpc.tiny_model import tiny_model
+
+    click.echo(str(tiny_model(out)))
+
+
 def main() -> None:
     cli(prog_name="apps-hpc")
 

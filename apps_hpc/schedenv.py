@@ -15,3 +15,42 @@ def cpus_granted() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: `gpu[03-05,9],cpu1` -> `gpu03`."""
+    head = nodelist.split(",", 1)[0] if "[" not in nodelist.split(",", 1)[0] else nodelist
+    if "[" not in head:
+        return head.strip()
+    prefix, rest = head.split("[", 1)
+    first = rest.split("]", 1)[0].split(",", 1)[0].split("-", 1)[0]
+    return prefix + first
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rendezvous(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT for torchrun: kept when already set
+    (submitit exports them), else from SLURM's job (one task per node), else local."""
+    env = dict(os.environ if environ is None else environ)
+    if "SLURM_JOB_ID" in env and "SLURM_JOB_NODELIST" in env:
+        found = {
+            "NNODES": env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", "1")),
+            "NODE_RANK": env.get("SLURM_NODEID", "0"),
+            "MASTER_ADDR": first_host(env["SLURM_JOB_NODELIST"]),
+            "MASTER_PORT": str(20000 + int(env["SLURM_JOB_ID"]) % 20000),
+        }
+    else:
+        found = {
+            "NNODES": "1",
+            "NODE_RANK": "0",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(free_port()),
+        }
+    return {key: env.get(key, value) for key, value in found.items()}

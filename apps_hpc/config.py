@@ -1,0 +1,135 @@
+"""The experiment config: defaults < YAML < `--set key=value`, strictly checked.
+
+An experiment YAML (see `configs/experiments/dscoder_apps.yaml`) names the experiment
+folder (`<root>/<name>`), the model, the APPS source and one section per stage. An
+unknown key is an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from apps_hpc.errors import AppsHpcError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+@dataclass
+class PrepareSection:
+    dataset_name: str = "apps_train"
+    max_per_problem: int | None = None
+    seed: int = 42
+
+
+@dataclass
+class TrainSection:
+    llamafactory: str = "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
+    deepspeed: str | None = "configs/deepspeed/ds_z3_config.json"
+    nproc_per_node: int | None = None  # None: every GPU of the node (1 without GPUs)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    name: str = "dscoder-apps"
+    root: str = "experiments"
+    model: str = "deepseek-ai/deepseek-coder-6.7b-instruct"
+    apps: str = "codeparrot/apps"
+    prepare: PrepareSection = field(default_factory=PrepareSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    source: Path | None = None  # the YAML it came from
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.root) / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.dir / "train"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.dir / "report"
+
+    def resolve(self, path: str) -> Path:
+        """A config-relative path: as given, else beside the YAML, else in the repo."""
+        candidates = [Path(path)]
+        if self.source is not None:
+            candidates.append(self.source.parent / path)
+        candidates.append(REPO_ROOT / path)
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate.resolve()
+        tried = ", ".join(str(c) for c in candidates)
+        raise AppsHpcError(f"{self.source or 'config'}: {path} not found (tried {tried})")
+
+
+def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise AppsHpcError(
+                f"{where}: unknown key '{prefix}{key}' (known: {', '.join(sorted(known))})"
+            )
+        factory = known[key].default_factory
+        sub = factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise AppsHpcError(f"{where}: '{prefix}{key}' must be a mapping")
+            value = _build(sub, value, where, f"{prefix}{key}.")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise AppsHpcError(f"--set {dotted}: '{key}' is not a section")
+    node[keys[-1]] = value
+
+
+def parse_sets(items: tuple[str, ...] | list[str]) -> list[tuple[str, Any]]:
+    """`key.sub=value` strings -> (key, YAML-parsed value)."""
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise AppsHpcError(f"--set {item!r}: expected key=value")
+        value = yaml.safe_load(raw)
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # PyYAML reads 1e-5 (no dot) as a string
+        out.append((key.strip(), value))
+    return out
+
+
+def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None) -> Experiment:
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise AppsHpcError(f"{path}: no such experiment config")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise AppsHpcError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise AppsHpcError(f"{path}: expected a mapping at the top level")
+    for key, value in sets or []:
+        _set_dotted(data, key, value)
+    exp = _build(Experiment, data, str(path or "--set"))
+    exp.source = path.resolve() if path else None
+    return exp

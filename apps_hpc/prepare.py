@@ -1,0 +1,163 @@
+"""`prepare(cfg)`: APPS rows -> the LlamaFactory SFT dataset and the sampling prompts.
+
+Writes into the data folder:
+- `<name>.json`: one alpaca-format example per (train problem, solution): the shared
+  user prompt as `instruction`, the normalised solution as a fenced Python block as
+  `output`; optionally at most `max_per_problem` solutions per problem, chosen with a
+  seed. Problems without solutions or tests are dropped.
+- `dataset_info.json`: the LlamaFactory entry for it (other entries are kept).
+- `prompts.jsonl`: one line per test problem that has solutions, for `apps-hpc sample`.
+- `stats.json` with `--stats`.
+The same inputs and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apps_hpc.apps import DIFFICULTIES, Problem, iter_problems
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.prompts import answer, user_prompt
+
+
+@dataclass
+class PrepareConfig:
+    apps: str  # folder, .jsonl, parquet, or a hub dataset name
+    out: Path
+    dataset_name: str = "apps_train"
+    max_per_problem: int | None = None
+    seed: int = 42
+    stats: bool = False
+    tokenizer: str | None = None  # for --stats token lengths
+    cutoff_len: int = 2048
+    skip_bad_rows: bool = False
+
+
+def sft_examples(problems: Iterable[Problem], cap: int | None, seed: int) -> list[dict]:
+    """One alpaca example per (problem, solution), in problem-id order."""
+    examples = []
+    for problem in sorted(problems, key=lambda p: p.problem_id):
+        if not problem.solutions or not problem.has_tests:
+            continue
+        solutions = list(enumerate(problem.solutions))
+        if cap is not None and len(solutions) > cap:
+            chosen = random.Random(f"{seed}:{problem.problem_id}").sample(solutions, cap)
+            solutions = sorted(chosen)
+        prompt = user_prompt(problem.question, problem.starter_code, problem.fn_name)
+        for index, code in solutions:
+            examples.append(
+                {
+                    "instruction": prompt,
+                    "input": "",
+                    "output": answer(code),
+                    "problem_id": problem.problem_id,
+                    "solution_index": index,
+                    "difficulty": problem.difficulty,
+                }
+            )
+    return examples
+
+
+def prompt_records(problems: Iterable[Problem]) -> list[dict]:
+    """The test problems that have solutions (the published run's 3,765 of 5,000)."""
+    records = []
+    for p in sorted(problems, key=lambda p: p.problem_id):
+        if p.solutions and p.has_tests:
+            records.append(
+                {
+                    "problem_id": p.problem_id,
+                    "split": p.split,
+                    "difficulty": p.difficulty,
+                    "fn_name": p.fn_name,
+                    "prompt": user_prompt(p.question, p.starter_code, p.fn_name),
+                }
+            )
+    return records
+
+
+def dataset_info_entry(file_name: str) -> dict[str, Any]:
+    return {
+        "file_name": file_name,
+        "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+    }
+
+
+def _hub_problems(name: str) -> dict[str, list[Problem]]:
+    try:
+        import datasets
+    except ImportError:
+        raise AppsHpcError(f"{name}: not a local path, and `datasets` is not installed") from None
+    from apps_hpc.apps import parse_row
+
+    out: dict[str, list[Problem]] = {}
+    for split in ("train", "test"):
+        try:
+            rows = datasets.load_dataset(name, split=split)
+        except Exception as exc:  # offline, unknown name, script datasets on datasets>=4
+            raise AppsHpcError(f"{name}: could not load split {split!r} ({exc})") from None
+        out[split] = [parse_row(r, split, (f"{name}[{split}]", i + 1)) for i, r in enumerate(rows)]
+    return out
+
+
+def load_splits(source: str, skip_bad: bool) -> dict[str, list[Problem]]:
+    path = Path(source)
+    if not path.exists():
+        if "/" in source and not source.startswith((".", "/")):
+            return _hub_problems(source)
+        raise AppsHpcError(f"{source}: no such file or directory")
+    splits: dict[str, list[Problem]] = {"train": [], "test": []}
+    for problem in iter_problems(path, skip_bad=skip_bad):
+        splits[problem.split].append(problem)
+    return splits
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+
+
+def _update_dataset_info(out: Path, name: str, file_name: str) -> None:
+    info_path = out / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info[name] = dataset_info_entry(file_name)
+    _write_json(info_path, dict(sorted(info.items())))
+
+
+def prepare(cfg: PrepareConfig) -> Path:
+    """Write the SFT dataset, its dataset_info entry and prompts.jsonl; return cfg.out."""
+    splits = load_splits(cfg.apps, cfg.skip_bad_rows)
+    if not splits["train"] and not splits["test"]:
+        raise AppsHpcError(f"{cfg.apps}: no APPS rows found")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    examples = sft_examples(splits["train"], cfg.max_per_problem, cfg.seed)
+    file_name = f"{cfg.dataset_name}.json"
+    _write_json(cfg.out / file_name, examples)
+    _update_dataset_info(cfg.out, cfg.dataset_name, file_name)
+    _write_jsonl(cfg.out / "prompts.jsonl", prompt_records(splits["test"]))
+    if cfg.stats:
+        from apps_hpc.prepare_stats import dataset_stats
+
+        _write_json(cfg.out / "stats.json", dataset_stats(examples, cfg.tokenizer, cfg.cutoff_len))
+    return cfg.out
+
+
+def per_difficulty(examples: list[dict]) -> dict[str, int]:
+    counts = Counter(e["difficulty"] for e in examples)
+    return {d: counts.get(d, 0) for d in DIFFICULTIES}

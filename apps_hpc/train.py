@@ -1,0 +1,142 @@
+"""`train(exp)`: render the LlamaFactory config into `<experiment>/train/` and run
+`llamafactory-cli train` on it.
+
+    apps-hpc train --config configs/experiments/dscoder_apps.yaml --set train.overrides.max_steps=10
+
+The rendered `llamafactory.yaml` is the shipped YAML with the paths filled in
+(model, dataset_dir, output_dir, deepspeed) and the experiment's overrides applied last;
+the overrides are also recorded in `overrides.json`. The run uses `FORCE_TORCHRUN=1` with
+NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT from the SLURM job when there is one. A requeued
+or re-run job resumes from the newest `checkpoint-*`. The loss plot and final metrics are
+copied into `<experiment>/report/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from apps_hpc.config import Experiment
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.schedenv import rendezvous
+
+REPORT_FILES = ("training_loss.png", "train_results.json", "all_results.json", "trainer_log.jsonl")
+
+
+def newest_checkpoint(output_dir: Path) -> Path | None:
+    """The `checkpoint-N` folder with the largest N, if any."""
+    found = []
+    for child in output_dir.glob("checkpoint-*") if output_dir.is_dir() else []:
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def render(
+    exp: Experiment, base: dict[str, Any], deepspeed: Path | None, resume: Path | None
+) -> dict[str, Any]:
+    """The final LlamaFactory config (pure)."""
+    cfg = dict(base)
+    cfg.update(
+        model_name_or_path=exp.model,
+        dataset_dir=str(exp.data_dir.resolve()),
+        dataset=exp.prepare.dataset_name,
+        output_dir=str(exp.train_dir.resolve()),
+    )
+    if deepspeed is None:
+        cfg.pop("deepspeed", None)
+    else:
+        cfg["deepspeed"] = str(deepspeed)
+    cfg.update(exp.train.overrides)
+    if resume is not None:
+        cfg["resume_from_checkpoint"] = str(resume)
+    return cfg
+
+
+def launch_env(exp: Experiment, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `llamafactory-cli train` runs with."""
+    env = dict(os.environ if environ is None else environ)
+    env.update(rendezvous(env))
+    env["FORCE_TORCHRUN"] = "1"
+    bindir = str(Path(sys.executable).parent)  # torchrun lives beside this Python
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")]).rstrip(os.pathsep)
+    env.setdefault("NPROC_PER_NODE", str(exp.train.nproc_per_node or _local_devices()))
+    return env
+
+
+def _local_devices() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() or 1
+    except ImportError:
+        return 1
+
+
+def _load_base(exp: Experiment) -> dict[str, Any]:
+    path = exp.resolve(exp.train.llamafactory)
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise AppsHpcError(f"{path}: expected a LlamaFactory YAML mapping")
+    return data
+
+
+def write_config(exp: Experiment) -> Path:
+    """Render and write `<experiment>/train/llamafactory.yaml`; return its path."""
+    out = exp.train_dir
+    out.mkdir(parents=True, exist_ok=True)
+    deepspeed = None
+    if exp.train.deepspeed:
+        deepspeed = out / "ds_config.json"
+        shutil.copyfile(exp.resolve(exp.train.deepspeed), deepspeed)
+    resume = newest_checkpoint(out)
+    cfg = render(exp, _load_base(exp), deepspeed, resume)
+    (out / "overrides.json").write_text(json.dumps(exp.train.overrides, indent=1) + "\n")
+    path = out / "llamafactory.yaml"
+    header = f"# rendered by apps-hpc from {exp.train.llamafactory}; overrides in overrides.json\n"
+    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("llamafactory-cli") or str(Path(sys.executable).parent / "llamafactory-cli")
+    if not Path(exe).exists():
+        raise AppsHpcError("llamafactory-cli not found: pip install 'apps-hpc[train]'")
+    return [exe]
+
+
+def collect_report(exp: Experiment) -> list[Path]:
+    exp.report_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in REPORT_FILES:
+        src = exp.train_dir / name
+        if src.exists():
+            copied.append(Path(shutil.copyfile(src, exp.report_dir / name)))
+    return copied
+
+
+def train(exp: Experiment) -> Path:
+    """Run (or resume) the fine-tuning; return the output folder."""
+    if not (exp.data_dir / "dataset_info.json").exists():
+        raise AppsHpcError(f"{exp.data_dir}: no dataset_info.json; run `apps-hpc prepare` first")
+    config = write_config(exp)
+    resume = newest_checkpoint(exp.train_dir)
+    if resume is not None:
+        print(f"resuming from {resume}", file=sys.stderr)
+    env = launch_env(exp)
+    proc = subprocess.run([*_cli(), "train", str(config)], env=env, cwd=exp.train_dir)
+    if proc.returncode != 0:
+        raise AppsHpcError(
+            f"llamafactory-cli train failed (exit {proc.returncode}); see its log above"
+        )
+    collect_report(exp)
+    return exp.train_dir

@@ -1,0 +1,179 @@
+"""The training stage: shipped configs, rendering, rendezvous, and real
+`llamafactory-cli train` on CPU with the tiny model (then a resume)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apps_hpc.config import REPO_ROOT, load_experiment, parse_sets
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.schedenv import first_host, rendezvous
+from apps_hpc.train import launch_env, newest_checkpoint, render
+
+LF_YAML = REPO_ROOT / "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
+DS_JSON = REPO_ROOT / "configs/deepspeed/ds_z3_config.json"
+EXP_YAML = REPO_ROOT / "configs/experiments/dscoder_apps.yaml"
+
+
+def test_shipped_llamafactory_yaml_has_the_published_values() -> None:
+    cfg = yaml.safe_load(LF_YAML.read_text())
+    assert cfg["model_name_or_path"] == "deepseek-ai/deepseek-coder-6.7b-instruct"
+    expected = {
+        "stage": "sft",
+        "finetuning_type": "full",
+        "dataset": "apps_train",
+        "template": "deepseekcoder",
+        "cutoff_len": 2048,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 16,
+        "learning_rate": 2e-5,
+        "num_train_epochs": 2.0,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 25,
+        "bf16": True,
+        "seed": 42,
+        "plot_loss": True,
+        "deepspeed": "ds_z3_config.json",
+    }
+    assert {k: cfg[k] for k in expected} == expected
+
+
+def test_shipped_deepspeed_json_is_zero3_with_auto_fields() -> None:
+    ds = json.loads(DS_JSON.read_text())
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["bf16"]["enabled"] == "auto"
+
+
+def test_shipped_experiment_loads_and_resolves() -> None:
+    exp = load_experiment(EXP_YAML)
+    assert exp.resolve(exp.train.llamafactory) == LF_YAML
+    assert exp.resolve(exp.train.deepspeed or "") == DS_JSON
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "e.yaml"
+    bad.write_text("train:\n  learning_rate: 1\n")
+    with pytest.raises(AppsHpcError, match=r"e.yaml: unknown key 'train.learning_rate'"):
+        load_experiment(bad)
+
+
+def test_render_fills_paths_and_applies_overrides_last(tmp_path: Path) -> None:
+    exp = load_experiment(
+        EXP_YAML,
+        parse_sets(
+            [
+                f"root={tmp_path}",
+                "train.overrides.learning_rate=1e-5",
+                "train.overrides.max_steps=7",
+            ]
+        ),
+    )
+    cfg = render(
+        exp, yaml.safe_load(LF_YAML.read_text()), tmp_path / "ds.json", tmp_path / "checkpoint-9"
+    )
+    assert cfg["output_dir"] == str((tmp_path / "dscoder-apps" / "train").resolve())
+    assert cfg["dataset_dir"] == str((tmp_path / "dscoder-apps" / "data").resolve())
+    assert cfg["learning_rate"] == 1e-5 and cfg["max_steps"] == 7
+    assert cfg["deepspeed"] == str(tmp_path / "ds.json")
+    assert cfg["resume_from_checkpoint"] == str(tmp_path / "checkpoint-9")
+
+
+def test_two_node_job_gets_rank_variables() -> None:
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "PATH": "/usr/bin",
+    }
+    exp = load_experiment(EXP_YAML, parse_sets(["train.nproc_per_node=8"]))
+    env = launch_env(exp, slurm)
+    assert (env["NNODES"], env["NODE_RANK"], env["MASTER_ADDR"]) == ("2", "1", "gpu07")
+    assert env["MASTER_PORT"] == str(20000 + 4242) and env["FORCE_TORCHRUN"] == "1"
+    assert env["NPROC_PER_NODE"] == "8"
+    # the same job on node 0 agrees on the master
+    assert rendezvous(slurm | {"SLURM_NODEID": "0"})["MASTER_ADDR"] == "gpu07"
+
+
+def test_first_host_of_slurm_node_lists() -> None:
+    assert first_host("gpu[03-05,9],cpu1") == "gpu03"
+    assert first_host("a1,a2") == "a1"
+    assert first_host("node7") == "node7"
+
+
+def test_newest_checkpoint(tmp_path: Path) -> None:
+    assert newest_checkpoint(tmp_path) is None
+    for n in (2, 10, 9):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    (tmp_path / "checkpoint-x").mkdir()
+    assert newest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+
+
+def _experiment(tmp_path: Path, model: Path, shared: Path) -> Path:
+    overrides = {
+        "max_steps": 3,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "bf16": False,
+        "preprocessing_num_workers": 1,
+        "cutoff_len": 256,
+        "trust_remote_code": False,
+    }
+    exp = {
+        "name": "cpu",
+        "root": str(tmp_path),
+        "model": str(model),
+        "apps": str(shared),
+        "prepare": {"max_per_problem": 1},
+        "train": {"deepspeed": None, "nproc_per_node": 1, "overrides": overrides},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_real_llamafactory_train_then_resume(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
+    pytest.importorskip("llamafactory")
+    exp = _experiment(tmp_path, tiny_model_dir, shared_apps)
+    assert _cli("prepare", "--config", str(exp)).returncode == 0
+    first = _cli("train", "--config", str(exp))
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "cpu" / "train"
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert (out / "model.safetensors").stat().st_size > 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    report = tmp_path / "cpu" / "report"
+    assert (report / "training_loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert "train_loss" in json.loads((report / "train_results.json").read_text())
+    second = _cli("train", "--config", str(exp), "--set", "train.overrides.max_steps=5")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {out / 'checkpoint-3'}" in second.stderr
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == [1, 2, 3, 4, 5]  # continued, not restarted
+    rendered = yaml.safe_load((out / "llamafactory.yaml").read_text())
+    assert rendered["resume_from_checkpoint"] == str(out / "checkpoint-3")
+
+
+def test_train_without_prepare_is_a_clear_error(tmp_path: Path) -> None:
+    exp = tmp_path / "e.yaml"
+    exp.write_text(f"root: {tmp_path}\nname: x\n")
+    r = _cli("train", "--config", str(exp))
+    assert r.returncode == 2 and "run `apps-hpc prepare` first" in r.stderr
