@@ -290,6 +290,139 @@ def tiny_model_cmd(out: Path) -> None:
     click.echo(str(tiny_model(out)))
 
 
+@cli.command("sample", context_settings=CONTEXT)
+@click.option("--model", default=None, help="Model folder or hub id. Default: the experiment's.")
+@click.option(
+    "--prompts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="prompts.jsonl from prepare. Default: <experiment>/data/prompts.jsonl.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Shard folder (samples/<model>/). Default: <experiment>/samples/<name>.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML (its `sample` section gives the defaults).",
+)
+@click.option("--engine", type=click.Choice(["vllm", "transformers"]), default=None)
+@click.option(
+    "--n", "n", type=click.IntRange(1), default=None, help="Completions per problem (10)."
+)
+@click.option("--max-tokens", type=click.IntRange(1), default=None, help="Per completion (2048).")
+@click.option("--temperature", type=float, default=None, help="0.6")
+@click.option("--top-p", type=float, default=None, help="0.95")
+@click.option("--seed", type=int, default=None, help="42; each problem's seed derives from it.")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/S",
+    help="This shard (default: the SLURM array task, else 0/1).",
+)
+@click.option(
+    "--gpus",
+    type=click.Choice(["all"]),
+    default=None,
+    help="all: one spawned worker per replica on this node.",
+)
+@click.option(
+    "--gpus-per-model",
+    type=click.IntRange(1),
+    default=None,
+    help="GPUs per replica (tensor parallel inside it).",
+)
+@click.option(
+    "--model-name", default=None, help="The samples' model field (default: --out's name)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def sample_cmd(
+    model: str | None,
+    prompts: Path | None,
+    out: Path | None,
+    config: Path | None,
+    engine: str | None,
+    n: int | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    seed: int | None,
+    shard: str | None,
+    gpus: str | None,
+    gpus_per_model: int | None,
+    model_name: str | None,
+    quiet: bool,
+) -> None:
+    """Generate n completions per prompt and extract the programs (resumable shards).
+
+    \b
+    Example:
+      apps-hpc sample --model experiments/x/train --prompts experiments/x/data/prompts.jsonl \\
+        --out experiments/x/samples/sft --engine vllm --gpus all
+    """
+    from apps_hpc.config import load_experiment
+    from apps_hpc.sample import SampleConfig, sample
+    from apps_hpc.sample.engines import Sampling
+    from apps_hpc.sample.shards import parse_shard
+
+    exp = load_experiment(config)
+    s = exp.sample
+    name = model_name or (out.name if out else "model")
+    sampling = Sampling(
+        n=n or s.n,
+        temperature=s.temperature if temperature is None else temperature,
+        top_p=s.top_p if top_p is None else top_p,
+        max_tokens=max_tokens or s.max_tokens,
+        seed=s.seed if seed is None else seed,
+    )
+    cfg = SampleConfig(
+        model=model or exp.model,
+        prompts=prompts or exp.data_dir / "prompts.jsonl",
+        out=out or exp.dir / "samples" / name,
+        engine=engine or s.engine,
+        sampling=sampling,
+        shard=parse_shard(shard) if shard else None,
+        gpus=gpus,
+        gpus_per_model=gpus_per_model or s.gpus_per_model,
+        max_model_len=s.max_model_len,
+        model_name=model_name,
+        manifest=exp.dir / "manifest.json" if config else None,
+        progress=not quiet,
+    )
+    click.echo(str(sample(cfg)))
+
+
+@cli.command("merge-samples", context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Merged samples file (default: <folder>.jsonl).",
+)
+@click.option(
+    "--prompts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="prompts.jsonl: also check that every shard is complete.",
+)
+def merge_samples_cmd(folder: Path, out: Path | None, prompts: Path | None) -> None:
+    """Join the shard files of a samples folder; a missing or incomplete shard is named.
+
+    \b
+    Example:
+      apps-hpc merge-samples experiments/x/samples/sft --prompts experiments/x/data/prompts.jsonl
+    """
+    from apps_hpc.sample import merge_samples
+
+    click.echo(str(merge_samples(folder, out, prompts)))
+
+
 def main() -> None:
     cli(prog_name="apps-hpc")
 

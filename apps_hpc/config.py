@@ -37,6 +37,20 @@ class TrainSection:
 
 
 @dataclass
+class SampleSection:
+    """The published sampling settings."""
+
+    engine: str = "vllm"
+    n: int = 10
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 42
+    gpus_per_model: int = 1
+    max_model_len: int = 4096
+
+
+@dataclass
 class Experiment:
     name: str = "dscoder-apps"
     root: str = "experiments"
@@ -44,6 +58,7 @@ class Experiment:
     apps: str = "codeparrot/apps"
     prepare: PrepareSection = field(default_factory=PrepareSection)
     train: TrainSection = field(default_factory=TrainSection)
+    sample: SampleSection = field(default_factory=SampleSection)
     source: Path | None = None  # the YAML it came from
 
     @property

@@ -8,6 +8,8 @@ end with `<|EOT|>`), so what `sample` sends is exactly what `train` taught.
 
 from __future__ import annotations
 
+import re
+
 EOT = "<|EOT|>"
 BOS = "<｜begin▁of▁sentence｜>"
 # deepseek-coder-instruct's default system prompt (LlamaFactory `deepseekcoder`).
@@ -51,3 +53,20 @@ def chat_prompt(user: str, system: str = SYSTEM) -> str:
     """The text the model sees before its answer, as LlamaFactory's `deepseekcoder`
     template renders a single-turn conversation (the tokenizer adds BOS)."""
     return f"{system}### Instruction:\n{user}\n### Response:"
+
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = ("python", "py", "python3", "")
+
+
+def extract_code(completion: str) -> str:
+    """The program in a completion: the last fenced block tagged Python (or untagged),
+    else the last fenced block, else the whole text (anything after `<|EOT|>` dropped)."""
+    text = completion.split(EOT, 1)[0]
+    blocks = [(tag.strip().lower(), body) for tag, body in _FENCE.findall(text)]
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    if python:
+        return python[-1].rstrip() + "\n"
+    if blocks:
+        return blocks[-1][1].rstrip() + "\n"
+    return text.strip() + "\n"

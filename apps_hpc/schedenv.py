@@ -54,3 +54,25 @@ def rendezvous(environ: dict[str, str] | None = None) -> dict[str, str]:
             "MASTER_PORT": str(free_port()),
         }
     return {key: env.get(key, value) for key, value in found.items()}
+
+
+def array_task(environ: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """(index, count) of this SLURM array task, counted from the array's first id."""
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+        return None
+    first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+
+
+def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES, else every GPU torch sees."""
+    env = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return [g for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []

@@ -1,0 +1,92 @@
+"""Shard planning, seeds and shard files (pure, except `shard_status`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apps_hpc.errors import AppsHpcError
+
+_SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def file_name(self) -> str:
+        return f"shard-{self.index:05d}-of-{self.count:05d}.jsonl"
+
+
+def parse_shard(text: str) -> Shard:
+    """`I/S` with 0 <= I < S."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise AppsHpcError(f"--shard {text!r}: expected I/S with 0 <= I < S, e.g. 0/8")
+    return Shard(int(match.group(1)), int(match.group(2)))
+
+
+def assign(prompts: list[dict[str, Any]], shard: Shard) -> list[dict[str, Any]]:
+    """Round-robin: prompt k goes to shard k mod S, so long and short prompts spread
+    evenly (the prompts come sorted by problem id, not by length)."""
+    return prompts[shard.index :: shard.count]
+
+
+def problem_seed(seed: int, split: str, problem_id: int) -> int:
+    """A problem's sampling seed depends on (seed, problem) only: never on which shard
+    or batch the problem landed in."""
+    digest = hashlib.sha256(f"{seed}:{split}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def shard_files(folder: Path) -> dict[int, tuple[int, Path]]:
+    """index -> (count, path) for the shard files in `folder`."""
+    found: dict[int, tuple[int, Path]] = {}
+    for path in sorted(folder.glob("shard-*-of-*.jsonl")):
+        match = _SHARD_FILE.fullmatch(path.name)
+        if match:
+            found[int(match.group(1))] = (int(match.group(2)), path)
+    return found
+
+
+def _keys_in(path: Path) -> set[tuple[str, int]]:
+    keys = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            keys.add((rec.get("split", "test"), rec["problem_id"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line: that problem is not done
+    return keys
+
+
+def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str]:
+    """Problems with the shards in `folder`, one line each (empty = all complete)."""
+    files = shard_files(folder)
+    if not files:
+        return [f"{folder}: no shard files"]
+    counts = {count for count, _ in files.values()}
+    if len(counts) != 1:
+        return [f"{folder}: shard files of different counts {sorted(counts)}"]
+    count = counts.pop()
+    problems = []
+    for index in range(count):
+        shard = Shard(index, count)
+        if index not in files:
+            problems.append(f"missing shard {folder / shard.file_name()}")
+        elif prompts is not None:
+            want = {(p.get("split", "test"), p["problem_id"]) for p in assign(prompts, shard)}
+            have = _keys_in(files[index][1]) & want
+            if have != want:
+                problems.append(
+                    f"incomplete shard {files[index][1]}: {len(have)} of {len(want)} problems"
+                )
+    return problems
