@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,6 +12,27 @@ from apps_hpc import __version__
 from apps_hpc.errors import AppsHpcError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+LAUNCH_KEY = "apps_hpc.launch"
+
+
+def _launching() -> bool:
+    return LAUNCH_KEY in click.get_current_context().meta
+
+
+def _dispatch(stage: str, cfg: Any) -> None:
+    """Run the stage here, or, under `apps-hpc submit`, send it to the cluster."""
+    options = click.get_current_context().meta.get(LAUNCH_KEY)
+    if options is None:
+        from apps_hpc.launch.tasks import run_stage
+
+        click.echo(run_stage(stage, cfg))
+        return
+    from apps_hpc.launch.cli_support import submit_stage
+
+    for key, ids in submit_stage(stage, cfg, **options).items():
+        click.echo(f"{key}: {' '.join(ids)}")
 
 
 class _Group(click.Group):
@@ -88,6 +110,13 @@ def _ks(value: str) -> tuple[int, ...]:
     help="Address-space limit per program.",
 )
 @click.option("--no-recheck", is_flag=True, help="Record a timeout without running it again.")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/S",
+    help="Evaluate samples I, I+S, ... into <out>/shard-I-of-S.jsonl (merged into "
+    "--out when every shard is done).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(
     samples: Path,
@@ -101,6 +130,7 @@ def eval_cmd(
     budget: float,
     memory_mb: int,
     no_recheck: bool,
+    shard: str | None,
     quiet: bool,
 ) -> None:
     """Run every sampled program against its APPS tests, sandboxed.
@@ -109,8 +139,9 @@ def eval_cmd(
     Example:
       apps-hpc eval --samples samples/sft.jsonl --apps data/apps --out results/sft.jsonl
     """
-    from apps_hpc.evaluate import EvalConfig, evaluate
+    from apps_hpc.evaluate import EvalConfig
     from apps_hpc.evaluate.sandbox import Limits
+    from apps_hpc.shards import parse_shard
 
     limits = Limits(test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb)
     cfg = EvalConfig(
@@ -124,8 +155,9 @@ def eval_cmd(
         recheck_timeouts=not no_recheck,
         limits=limits,
         progress=not quiet,
+        shard=parse_shard(shard) if shard else None,
     )
-    click.echo(str(evaluate(cfg)))
+    _dispatch("eval", cfg)
 
 
 @cli.command("report", context_settings=CONTEXT)
@@ -165,6 +197,9 @@ def report_cmd(
     from apps_hpc.report import ReportConfig, report
 
     cfg = ReportConfig(results=list(results), out=out, ks=ks, plot=not no_plot)
+    if _launching():
+        _dispatch("report", cfg)
+        return
     folder = report(cfg)
     if fmt == "json":
         click.echo((folder / "summary.json").read_text(encoding="utf-8"), nl=False)
@@ -245,6 +280,9 @@ def prepare_cmd(
         cutoff_len=cutoff_len,
         skip_bad_rows=skip_bad_rows,
     )
+    if _launching():
+        _dispatch("prepare", cfg)
+        return
     folder = prepare(cfg)
     if stats:
         click.echo((folder / "stats.json").read_text(encoding="utf-8"), nl=False)
@@ -270,9 +308,8 @@ def train_cmd(config: Path, sets: tuple[str, ...]) -> None:
       apps-hpc train --config configs/experiments/dscoder_apps.yaml
     """
     from apps_hpc.config import load_experiment, parse_sets
-    from apps_hpc.train import train
 
-    click.echo(str(train(load_experiment(config, parse_sets(sets)))))
+    _dispatch("train", load_experiment(config, parse_sets(sets)))
 
 
 @cli.command("tiny-model", context_settings=CONTEXT)
@@ -366,9 +403,9 @@ def sample_cmd(
         --out experiments/x/samples/sft --engine vllm --gpus all
     """
     from apps_hpc.config import load_experiment
-    from apps_hpc.sample import SampleConfig, sample
+    from apps_hpc.sample import SampleConfig
     from apps_hpc.sample.engines import Sampling
-    from apps_hpc.sample.shards import parse_shard
+    from apps_hpc.shards import parse_shard
 
     exp = load_experiment(config)
     s = exp.sample
@@ -394,7 +431,7 @@ def sample_cmd(
         manifest=exp.dir / "manifest.json" if config else None,
         progress=not quiet,
     )
-    click.echo(str(sample(cfg)))
+    _dispatch("sample", cfg)
 
 
 @cli.command("merge-samples", context_settings=CONTEXT)
@@ -421,6 +458,168 @@ def merge_samples_cmd(folder: Path, out: Path | None, prompts: Path | None) -> N
     from apps_hpc.sample import merge_samples
 
     click.echo(str(merge_samples(folder, out, prompts)))
+
+
+LAUNCH_OPTIONS = ("cluster", "wait", "dry_run", "shards")
+
+
+def _launch_params() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["--cluster"],
+            default="slurm-default",
+            show_default=True,
+            help="Cluster profile: a name in configs/clusters/ or a .yaml path.",
+        ),
+        click.Option(["--wait"], is_flag=True, help="Wait until the jobs end; fail if one did."),
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            help="Print the sbatch scripts / parameters; submit nothing.",
+        ),
+        click.Option(
+            ["--shards"],
+            type=click.IntRange(1),
+            default=None,
+            help="Array tasks for sample/eval (default: one per GPU / 1).",
+        ),
+    ]
+
+
+@cli.group("submit", context_settings=CONTEXT)
+def submit_group() -> None:
+    """Send a stage (or the whole pipeline) to SLURM through submitit.
+
+    \b
+    Example:
+      apps-hpc submit eval --cluster slurm-default --wait --samples S --apps A --out R
+    """
+
+
+def _submit_command(stage_cmd: click.Command) -> click.Command:
+    def callback(**kwargs: Any) -> None:
+        options = {k: kwargs.pop(k) for k in LAUNCH_OPTIONS}
+        click.get_current_context().meta[LAUNCH_KEY] = options
+        assert stage_cmd.callback is not None
+        stage_cmd.callback(**kwargs)
+
+    return click.Command(
+        stage_cmd.name,
+        params=[*stage_cmd.params, *_launch_params()],
+        callback=callback,
+        context_settings=CONTEXT,
+        help=f"`apps-hpc {stage_cmd.name}` as SLURM job(s); the same options, plus the "
+        "launch options.",
+    )
+
+
+for _stage in ("prepare", "train", "sample", "eval", "report"):
+    submit_group.add_command(_submit_command(cli.commands[_stage]))
+
+
+@submit_group.command("pipeline", context_settings=CONTEXT)
+@click.option(
+    "--config", "config", required=True, type=click.Path(path_type=Path), help="Experiment YAML."
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option(
+    "--sample-shards",
+    type=click.IntRange(1),
+    default=None,
+    help="Sampling array tasks (default: one per GPU of the profile, else 1).",
+)
+@click.option(
+    "--eval-shards",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Evaluation array tasks.",
+)
+@click.option("--cluster", default="slurm-default", show_default=True, help="Cluster profile.")
+@click.option("--wait", is_flag=True, help="Wait until the jobs end; fail if one did.")
+@click.option("--dry-run", is_flag=True, help="Print the sbatch scripts; submit nothing.")
+def pipeline_cmd(
+    config: Path,
+    sets: tuple[str, ...],
+    sample_shards: int | None,
+    eval_shards: int,
+    cluster: str,
+    wait: bool,
+    dry_run: bool,
+) -> None:
+    """prepare -> train -> sample -> eval for the fine-tuned model and sample -> eval for
+    the base model (in parallel with training), then the report comparing both.
+
+    \b
+    Example:
+      apps-hpc submit pipeline --config configs/experiments/dscoder_apps.yaml --cluster mysite.yaml
+    """
+    from apps_hpc.config import load_experiment, parse_sets
+    from apps_hpc.launch.cli_support import submit_pipeline
+
+    exp = load_experiment(config, parse_sets(sets))
+    ids = submit_pipeline(exp, cluster, wait, dry_run, sample_shards, eval_shards)
+    for key, job_ids in ids.items():
+        click.echo(f"{key}: {' '.join(job_ids)}")
+
+
+def _experiment_dir(target: str) -> Path:
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from apps_hpc.config import load_experiment
+
+        return load_experiment(path).dir
+    return path
+
+
+@cli.command("status", context_settings=CONTEXT)
+@click.argument("experiment", default=".")
+def status_cmd(experiment: str) -> None:
+    """One line per stage: job id(s), state, elapsed, progress, log.
+
+    \b
+    Example:
+      apps-hpc status experiments/dscoder-apps
+    """
+    from apps_hpc.launch.status import format_statuses, stage_statuses
+
+    click.echo(format_statuses(stage_statuses(_experiment_dir(experiment))), nl=False)
+
+
+@cli.command("cancel", context_settings=CONTEXT)
+@click.argument("experiment", default=".")
+def cancel_cmd(experiment: str) -> None:
+    """Cancel every job of an experiment.
+
+    \b
+    Example:
+      apps-hpc cancel experiments/dscoder-apps
+    """
+    from apps_hpc.launch.status import cancel
+
+    ids = cancel(_experiment_dir(experiment))
+    click.echo(f"cancelled {len(ids)} job(s)")
+
+
+@cli.command("experiment-path", context_settings=CONTEXT)
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path))
+@click.option("--key", default=None, help="Print this config key instead (e.g. model, apps).")
+def experiment_path_cmd(config: Path, key: str | None) -> None:
+    """Print an experiment's folder (or one config value), for shell scripts.
+
+    \b
+    Example:
+      apps-hpc experiment-path --config configs/experiments/dscoder_apps.yaml
+    """
+    from apps_hpc.config import load_experiment
+
+    exp = load_experiment(config)
+    value: Any = exp.dir.resolve() if key is None else exp
+    for part in (key or "").split(".") if key else []:
+        if not hasattr(value, part):
+            raise click.BadParameter(f"no config key {key!r}", param_hint="--key")
+        value = getattr(value, part)
+    click.echo(str(value))
 
 
 def main() -> None:

@@ -19,5 +19,5 @@ def update_manifest(path: Path, keys: list[str], value: Any) -> None:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
         tmp.replace(path)

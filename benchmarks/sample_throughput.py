@@ -24,7 +24,7 @@ from apps_hpc.apps import load_problems
 from apps_hpc.prepare import prompt_records
 from apps_hpc.prompts import chat_prompt
 from apps_hpc.sample.engines import EngineOptions, Request, Sampling, make_engine
-from apps_hpc.sample.shards import problem_seed
+from apps_hpc.shards import problem_seed
 
 SHARED_APPS = Path(__file__).resolve().parents[2] / "shared" / "apps"
 

@@ -9,8 +9,8 @@ import pytest
 
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.prompts import extract_code
-from apps_hpc.sample.shards import Shard, assign, parse_shard, problem_seed, shard_status
 from apps_hpc.schedenv import array_task, visible_gpus
+from apps_hpc.shards import Shard, assign, parse_shard, problem_seed, shard_status
 
 
 @pytest.mark.parametrize(

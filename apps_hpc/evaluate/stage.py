@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -17,6 +18,7 @@ from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.records import AppendLog, ResultRecord, SampleRecord, Verdict, read_samples
 from apps_hpc.schedenv import cpus_granted
+from apps_hpc.shards import Shard, assign, merge_shards, shard_status
 
 
 @dataclass
@@ -31,6 +33,7 @@ class EvalConfig:
     recheck_timeouts: bool = True
     limits: Limits = field(default_factory=Limits)
     progress: bool = True
+    shard: Shard | None = None  # evaluate samples i::S into <out stem>/shard-i-of-S.jsonl
 
 
 @dataclass
@@ -107,23 +110,40 @@ def _say(cfg: EvalConfig, text: str) -> None:
         print(text, file=sys.stderr)
 
 
+def shard_path(out: Path, shard: Shard) -> Path:
+    """Where shard I/S of results file `out` goes: `<out without .jsonl>/shard-...`."""
+    return out.with_suffix("") / shard.file_name()
+
+
+def _keys(samples: list[SampleRecord]) -> list[dict[str, Any]]:
+    return [{"split": s.split, "problem_id": s.problem_id} for s in samples]
+
+
 def evaluate(cfg: EvalConfig) -> Path:
-    """Evaluate every problem of `cfg.samples` not already in `cfg.out`; return cfg.out."""
+    """Evaluate every problem of `cfg.samples` not already in the results; return the
+    results file (with a shard: the merged file once every shard is complete, else the
+    shard's file)."""
     problems, load = load_problems(cfg.apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
         _say(cfg, f"skipped {len(load.skipped)} bad APPS rows; first: {load.skipped[0]}")
-    samples = read_samples(cfg.samples)
-    log = AppendLog(cfg.out)
+    all_samples = read_samples(cfg.samples)
+    samples = assign(all_samples, cfg.shard) if cfg.shard else all_samples
+    out = shard_path(cfg.out, cfg.shard) if cfg.shard else cfg.out
+    log = AppendLog(out)
     if log.repaired:
-        _say(cfg, f"{cfg.out}: dropped a half-written last line; that problem is redone")
+        _say(cfg, f"{out}: dropped a half-written last line; that problem is redone")
     done = _done_keys(log)
     todo = [s for s in samples if s.key not in done]
     pending = _match(todo, problems, cfg)
-    _say(cfg, f"{len(samples) - len(todo)} problems already in {cfg.out}, {len(todo)} to do")
+    _say(cfg, f"{len(samples) - len(todo)} problems already in {out}, {len(todo)} to do")
     for item in [p for p in pending if not p.sample.codes]:
         log.append(_record(item).to_json())
     _run(cfg, [p for p in pending if p.sample.codes], log)
-    return cfg.out
+    if cfg.shard is None:
+        return out
+    if shard_status(cfg.out.with_suffix(""), _keys(all_samples)):
+        return out
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples))
 
 
 def _run(cfg: EvalConfig, pending: list[_Pending], log: AppendLog) -> None:
@@ -154,3 +174,10 @@ def _run(cfg: EvalConfig, pending: list[_Pending], log: AppendLog) -> None:
             bar.update(1)
     elapsed = time.monotonic() - start
     _say(cfg, f"evaluated {len(jobs)} programs in {elapsed:.1f}s ({len(jobs) / elapsed:.1f}/s)")
+
+
+def merge_results(cfg: EvalConfig) -> Path:
+    """Join the shard results of `cfg.out` into `cfg.out`; a missing or incomplete shard
+    is an error naming it."""
+    expected = _keys(read_samples(cfg.samples))
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, expected)

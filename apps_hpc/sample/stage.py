@@ -22,10 +22,10 @@ from tqdm import tqdm
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.manifest import update_manifest
 from apps_hpc.prompts import chat_prompt, extract_code
-from apps_hpc.records import AppendLog, dump_line, iter_jsonl
+from apps_hpc.records import AppendLog, iter_jsonl
 from apps_hpc.sample.engines import EngineOptions, Request, Sampling, make_engine
-from apps_hpc.sample.shards import Shard, assign, problem_seed, shard_files, shard_status
 from apps_hpc.schedenv import array_task, visible_gpus
+from apps_hpc.shards import Shard, assign, merge_shards, problem_seed, shard_status
 
 
 @dataclass
@@ -162,19 +162,7 @@ def _run_local_replicas(cfg: SampleConfig) -> list[dict[str, Any]]:
 def merge_samples(folder: Path, out: Path | None = None, prompts: Path | None = None) -> Path:
     """Join complete shards into one samples file sorted by problem; a missing or
     incomplete shard is an error naming it."""
-    expected = read_prompts(prompts) if prompts else None
-    problems = shard_status(folder, expected)
-    if problems:
-        raise AppsHpcError("; ".join(problems))
-    records = []
-    for _, path in sorted(shard_files(folder).values(), key=lambda cp: cp[1].name):
-        records += [rec for _, rec in AppendLog(path).records]
-    records.sort(key=lambda r: (r.get("split", "test"), r["problem_id"]))
-    target = out or folder.with_suffix(".jsonl")
-    tmp = target.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(dump_line(r) for r in records), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return merge_shards(folder, out, read_prompts(prompts) if prompts else None)
 
 
 def sample(cfg: SampleConfig) -> Path:

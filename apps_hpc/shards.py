@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.records import AppendLog, dump_line
 
 _SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
 
@@ -90,3 +91,20 @@ def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str
                     f"incomplete shard {files[index][1]}: {len(have)} of {len(want)} problems"
                 )
     return problems
+
+
+def merge_shards(folder: Path, out: Path | None, expected: list[dict[str, Any]] | None) -> Path:
+    """Join the complete shard files of `folder` into `out` (default `<folder>.jsonl`),
+    sorted by problem; a missing or incomplete shard is an error naming it."""
+    problems = shard_status(folder, expected)
+    if problems:
+        raise AppsHpcError("; ".join(problems))
+    records = []
+    for _, path in sorted(shard_files(folder).values(), key=lambda cp: cp[1].name):
+        records += [rec for _, rec in AppendLog(path).records]
+    records.sort(key=lambda r: (r.get("split", "test"), r["problem_id"]))
+    target = out or folder.with_suffix(".jsonl")
+    tmp = target.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(dump_line(r) for r in records), encoding="utf-8")
+    tmp.replace(target)
+    return target

@@ -1,0 +1,64 @@
+"""What `apps-hpc submit ...` does with a stage config: pick the experiment folder and the
+shards, build the plan, submit it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from apps_hpc.config import Experiment
+from apps_hpc.launch.plan import Step, eval_steps, pipeline, sample_steps
+from apps_hpc.launch.profiles import Profile, load_profile
+from apps_hpc.launch.submit import Launch, submit
+
+
+def experiment_root(stage: str, cfg: Any) -> Path:
+    """Where manifest.json and jobs/ go for a single-stage submission."""
+    if isinstance(cfg, Experiment):
+        return cfg.dir
+    if stage == "report":
+        return (cfg.out or cfg.results[0].parent).parent
+    return Path(cfg.out).parent
+
+
+def default_sample_shards(profile: Profile, gpus_per_model: int) -> int:
+    if profile.gpus_per_node <= 0:
+        return 1
+    return max(1, profile.nodes * profile.gpus_per_node // gpus_per_model)
+
+
+def stage_steps(stage: str, cfg: Any, shards: int | None, profile: Profile) -> list[Step]:
+    if stage == "sample":
+        count = shards or default_sample_shards(profile, cfg.gpus_per_model)
+        return sample_steps(cfg, count, "sample", [])
+    if stage == "eval":
+        return eval_steps(cfg, shards or 1, "eval", [])
+    return [Step(stage, stage, [cfg])]
+
+
+def submit_stage(
+    stage: str, cfg: Any, cluster: str, wait: bool, dry_run: bool, shards: int | None
+) -> dict[str, list[str]]:
+    profile = load_profile(cluster)
+    launch = Launch(
+        profile,
+        experiment_root(stage, cfg).resolve(),
+        wait,
+        dry_run,
+        getattr(cfg, "gpus_per_model", 1),
+    )
+    return submit(launch, stage_steps(stage, cfg, shards, profile))
+
+
+def submit_pipeline(
+    exp: Experiment,
+    cluster: str,
+    wait: bool,
+    dry_run: bool,
+    sample_shards: int | None,
+    eval_shards: int,
+) -> dict[str, list[str]]:
+    profile = load_profile(cluster)
+    shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
+    launch = Launch(profile, exp.dir.resolve(), wait, dry_run, exp.sample.gpus_per_model)
+    return submit(launch, pipeline(exp, shards, eval_shards))

@@ -1,0 +1,177 @@
+"""Submit a plan: SLURM jobs chained with afterok (then return, or --wait), or the local
+executor run in dependency order. Every job id goes into `<experiment>/manifest.json`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import submitit
+
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.launch.executor import (
+    check_submittable,
+    dry_run_text,
+    make_executor,
+    stage_resources,
+)
+from apps_hpc.launch.plan import Step
+from apps_hpc.launch.profiles import Profile
+from apps_hpc.launch.tasks import StageTask
+from apps_hpc.manifest import update_manifest
+
+
+@dataclass
+class Launch:
+    profile: Profile
+    root: Path  # the experiment folder: manifest.json and jobs/ live here
+    wait: bool = False
+    dry_run: bool = False
+    gpus_per_model: int = 1
+
+
+def _master(job: submitit.Job) -> str:
+    return str(job.job_id).split("_", 1)[0]
+
+
+def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
+    res = stage_resources(step.stage, launch.profile, launch.gpus_per_model)
+    name = f"apps-hpc-{step.key.replace('/', '-')}"
+    return make_executor(launch.profile, launch.root / "jobs", launch.root, res, name, dependency)
+
+
+def _submit_step(launch: Launch, step: Step, dependency: str | None) -> list[submitit.Job]:
+    ex = _executor(launch, step, dependency)
+    if step.array:
+        return ex.map_array(StageTask(), [step.stage] * len(step.cfgs), step.cfgs)
+    return [ex.submit(StageTask(), step.stage, step.cfgs[0])]
+
+
+def _record(launch: Launch, step: Step, jobs: list[submitit.Job]) -> None:
+    update_manifest(
+        launch.root / "manifest.json",
+        ["jobs", step.key],
+        {
+            "stage": step.stage,
+            "executor": launch.profile.executor,
+            "profile": launch.profile.name,
+            "ids": [str(j.job_id) for j in jobs],
+            "logs": [str(j.paths.stdout) for j in jobs],
+            "folder": str(launch.root / "jobs"),
+            "deps": step.deps,
+            "progress": step.progress,
+            "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def dry_run(launch: Launch, steps: list[Step]) -> str:
+    parts = []
+    for step in steps:
+        dep = "afterok:" + ":".join(f"<{d}>" for d in step.deps) if step.deps else None
+        ex = _executor(launch, step, dep)
+        tasks = f", array of {len(step.cfgs)}" if step.array else ""
+        deps = f", after {', '.join(step.deps)}" if step.deps else ""
+        parts.append(f"### {step.key} ({step.stage}{tasks}{deps})\n")
+        parts.append(dry_run_text(ex, len(step.cfgs) if step.array else None))
+    return "".join(parts)
+
+
+def _submit_chained(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.Job]]:
+    jobs: dict[str, list[submitit.Job]] = {}
+    for step in steps:
+        dep = ":".join(_master(jobs[d][0]) for d in step.deps)
+        jobs[step.key] = _submit_step(launch, step, f"afterok:{dep}" if dep else None)
+        _record(launch, step, jobs[step.key])
+        print(
+            f"submitted {step.key}: {', '.join(str(j.job_id) for j in jobs[step.key])}",
+            file=sys.stderr,
+        )
+    return jobs
+
+
+def _finished(jobs: list[submitit.Job]) -> bool:
+    return all(job.done() for job in jobs)
+
+
+def _job_failed(job: submitit.Job) -> bool:
+    """A finished job failed if it left no result, an exception, or was cancelled."""
+    try:
+        return job.exception() is not None
+    except Exception:  # cancelled, or killed without a result
+        return True
+
+
+def _failed(jobs: list[submitit.Job]) -> bool:
+    return any(_job_failed(job) for job in jobs)
+
+
+def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.Job]]:
+    """The local executor knows no dependencies: start each step once its deps are done
+    (independent branches run at the same time); a failure cancels its dependants."""
+    jobs: dict[str, list[submitit.Job]] = {}
+    pending, failed, done = list(steps), set(), set()
+    while pending:
+        for key, js in jobs.items():
+            if key not in done and key not in failed and _finished(js):
+                (failed if _failed(js) else done).add(key)
+        for step in list(pending):
+            if any(d in failed for d in step.deps):
+                failed.add(step.key)
+                pending.remove(step)
+                update_manifest(
+                    launch.root / "manifest.json",
+                    ["jobs", step.key],
+                    {
+                        "stage": step.stage,
+                        "state": "CANCELLED",
+                        "ids": [],
+                        "logs": [],
+                        "deps": step.deps,
+                        "progress": step.progress,
+                    },
+                )
+            elif all(d in done for d in step.deps):
+                jobs[step.key] = _submit_step(launch, step, None)
+                _record(launch, step, jobs[step.key])
+                pending.remove(step)
+        time.sleep(0.2)
+    while not all(_finished(js) for js in jobs.values()):
+        time.sleep(0.2)
+    return jobs
+
+
+def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
+    """Submit (or print, with dry_run) the plan; return job ids by step."""
+    if launch.dry_run:
+        print(dry_run(launch, steps), end="")
+        return {}
+    check_submittable(launch.profile)
+    launch.root.mkdir(parents=True, exist_ok=True)
+    if launch.profile.executor == "local":
+        jobs = _run_in_order(launch, steps)
+    else:
+        jobs = _submit_chained(launch, steps)
+        if launch.wait:
+            wait_all(jobs)
+    ids = {key: [str(j.job_id) for j in js] for key, js in jobs.items()}
+    if launch.wait or launch.profile.executor == "local":
+        bad = [key for key, js in jobs.items() if _failed(js)]
+        if bad or len(jobs) < len(steps):
+            raise AppsHpcError(
+                f"stage(s) failed: {', '.join(bad) or 'a dependency'}; "
+                f"see `apps-hpc status {launch.root}`"
+            )
+    return ids
+
+
+def wait_all(jobs: dict[str, list[submitit.Job]], poll_s: float = 2.0) -> None:
+    """Until every job is finished, cancelled or failed."""
+    while not all(_finished(js) for js in jobs.values()):
+        time.sleep(poll_s)
+
+
+__all__ = ["Launch", "dry_run", "submit"]

@@ -1,0 +1,459 @@
+#!/usr/bin/env bash
+# A throwaway single-node SLURM cluster (with accounting and 2 fake GPUs) for tests.
+#
+#   slurm/local-cluster.sh packages       Debian packages needed, on one line:
+#       apt-get install -y --no-install-recommends $(slurm/local-cluster.sh packages)
+#   sudo slurm/local-cluster.sh start     start it (idempotent)
+#   sudo slurm/local-cluster.sh status    daemons + sinfo; exit 1 unless healthy
+#   sudo slurm/local-cluster.sh stop      stop the daemons, keep the state dir
+#   sudo slurm/local-cluster.sh stop --purge   ... and remove the state dir
+#
+# Runs as root, without systemd or cgroups. It writes /etc/slurm/{slurm,gres,slurmdbd}.conf
+# (and refuses to replace a slurm.conf it did not write). Everything else (MariaDB data,
+# state, spool, logs, pid files, private munge/MariaDB sockets, the fake GPU device files)
+# lives under ${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}. Daemons listen on 127.0.0.1 or on
+# unix sockets only. Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and gpu:2,
+# one partition "debug".
+set -euo pipefail
+
+DIR=${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}
+CLUSTER=appshpc
+ETC=/etc/slurm
+MARKER="# Written by apps-hpc slurm/local-cluster.sh"
+PACKAGES="munge slurm-client slurmctld slurmd slurmdbd mariadb-server"
+# Stop order; start order is the reverse.
+DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
+WAIT_S=${APPS_HPC_SLURM_WAIT_S:-60}
+
+# Clients must read this config (and never fall back to DNS SRV look-ups).
+export SLURM_CONF=$ETC/slurm.conf
+# The MariaDB client library (mariadb CLI and slurmdbd's plugin) uses this socket.
+export MYSQL_UNIX_PORT=$DIR/mysql/mysqld.sock
+MUNGE_SOCKET=$DIR/munge/munge.socket
+
+die() {
+    echo "local-cluster: error: $*" >&2
+    exit 1
+}
+
+say() {
+    echo "local-cluster: $*"
+}
+
+usage() {
+    echo "usage: $0 {start|stop [--purge]|status|packages}" >&2
+    exit 2
+}
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (writes $ETC, runs mknod, starts daemons)"
+}
+
+need_packages() {
+    local missing=() cmd
+    for cmd in munged mungekey mariadbd mariadb-install-db mariadb slurmdbd slurmctld slurmd \
+        sbatch sacctmgr scontrol sinfo squeue scancel setpriv mknod hostname; do
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+    done
+    if ((${#missing[@]})); then
+        die "missing commands: ${missing[*]}; install them with:" \
+            "apt-get install -y --no-install-recommends $PACKAGES"
+    fi
+}
+
+# --- pid bookkeeping --------------------------------------------------------------------
+
+pid_of() {
+    local f=$DIR/pids/$1.pid
+    [[ -s $f ]] && cat "$f"
+}
+
+# True if the recorded PID of daemon $1 is alive and still runs that program.
+alive() {
+    local pid exe
+    pid=$(pid_of "$1") || return 1
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    # Debian's /usr/sbin/slurmctld is a link to slurmctld-wlm (same for slurmd, slurmdbd).
+    [[ $exe == "$(readlink -f "/usr/sbin/$1")" ]]
+}
+
+# Start daemon $1 in the foreground mode of "$@" (after $1), detached, and record its PID.
+launch() {
+    local name=$1
+    shift
+    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
+    local pid=$! n=0
+    echo "$pid" >"$DIR/pids/$name.pid"
+    # The PID is that of a shell until setsid (and setpriv) exec the daemon.
+    until alive "$name"; do
+        if ! kill -0 "$pid" 2>/dev/null || ((++n > 100)); then
+            tail_log "$DIR/log/$name.out"
+            die "$name did not start (logs above)"
+        fi
+        sleep 0.05
+    done
+}
+
+tail_log() {
+    local f
+    for f in "$@"; do
+        [[ -s $f ]] || continue
+        echo "--- last lines of $f:" >&2
+        tail -n 15 "$f" >&2
+    done
+}
+
+# wait_for NAME LOG... -- COMMAND: poll COMMAND until it succeeds, the daemon dies, or time out.
+wait_for() {
+    local name=$1 logs=()
+    shift
+    while [[ $1 != -- ]]; do
+        logs+=("$1")
+        shift
+    done
+    shift
+    local deadline=$((SECONDS + WAIT_S))
+    until "$@" >/dev/null 2>&1; do
+        if ! alive "$name"; then
+            tail_log "${logs[@]}"
+            die "$name exited during start-up (logs above)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail_log "${logs[@]}"
+            die "$name not ready after ${WAIT_S}s (logs above)"
+        fi
+        sleep 0.5
+    done
+}
+
+# --- configuration ----------------------------------------------------------------------
+
+write_configs() {
+    local node=$1 mem=$2
+    if [[ -e $ETC/slurm.conf ]] && ! grep -qF "$MARKER" "$ETC/slurm.conf" \
+        && [[ -z ${APPS_HPC_SLURM_FORCE:-} ]]; then
+        die "$ETC/slurm.conf exists and was not written by this script;" \
+            "move it away (or set APPS_HPC_SLURM_FORCE=1 to overwrite it)"
+    fi
+    install -d -m 755 "$ETC"
+
+    # With NoInAddrAny/NoCtldInAddrAny, daemons and clients bind to the address that
+    # gethostname() resolves to instead of to all interfaces: use them when /etc/hosts maps
+    # the hostname to a loopback address (no DNS look-up: read the file itself).
+    local host addr COMM_PARAMS
+    host=$(hostname)
+    addr=$(awk -v h="$host" '$1 ~ /^[0-9.]+$/ { for (i = 2; i <= NF && $i !~ /^#/; i++)
+        if ($i == h) { print $1; exit } }' /etc/hosts)
+    if [[ $addr == 127.* ]]; then
+        COMM_PARAMS="# Bind to $addr (/etc/hosts: $host), not to all interfaces.
+CommunicationParameters=NoInAddrAny,NoCtldInAddrAny"
+    else
+        COMM_PARAMS="# $host is not a loopback name in /etc/hosts: bind to all interfaces."
+        echo "local-cluster: warning: /etc/hosts does not map '$host' to 127.x, so slurmctld," \
+            "slurmd and slurmdbd listen on all interfaces (ports 6817-6819)" >&2
+    fi
+
+    cat >"$ETC/slurm.conf.new" <<EOF
+$MARKER: a throwaway test cluster.
+# State, logs and pid files are under $DIR.
+ClusterName=$CLUSTER
+SlurmctldHost=$node(127.0.0.1)
+SlurmUser=slurm
+SlurmdUser=root
+SlurmctldPort=6817
+SlurmdPort=6818
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=10,socket=$MUNGE_SOCKET
+# Connections to slurmdbd take their munge socket from here, not from AuthInfo.
+AccountingStoragePass=$MUNGE_SOCKET
+$COMM_PARAMS
+StateSaveLocation=$DIR/slurmctld
+SlurmdSpoolDir=$DIR/slurmd
+SlurmctldPidFile=$DIR/run/slurmctld.pid
+SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# No cgroups here.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+MailProg=/bin/true
+ReturnToService=2
+KillWait=5
+MinJobAge=600
+# More CPUs than the machine has, so that a few small jobs run at once.
+SlurmdParameters=config_overrides
+# Fast scheduling (a requeued job restarts in ~13 s instead of ~154 s).
+SchedulerParameters=sched_interval=2,bf_interval=1
+# Accounting: sacct must know final states (CANCELLED, ...).
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=6819
+AccountingStorageTRES=gres/gpu
+JobAcctGatherType=jobacct_gather/linux
+JobCompType=jobcomp/filetxt
+JobCompLoc=$DIR/log/jobcomp.txt
+GresTypes=gpu
+NodeName=$node NodeAddr=127.0.0.1 CPUs=4 RealMemory=$mem Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+EOF
+
+    cat >"$ETC/gres.conf.new" <<EOF
+$MARKER: two fake GPUs (dummy character devices, never opened).
+NodeName=$node Name=gpu File=$DIR/dev/nvidia[0-1]
+EOF
+
+    (
+        umask 077
+        cat >"$ETC/slurmdbd.conf.new" <<EOF
+$MARKER
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+$COMM_PARAMS
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=6819
+SlurmUser=slurm
+LogFile=$DIR/log/slurmdbd.log
+PidFile=$DIR/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StorageLoc=slurm_acct_db
+EOF
+    )
+    chmod 644 "$ETC/slurm.conf.new" "$ETC/gres.conf.new"
+    chmod 600 "$ETC/slurmdbd.conf.new"
+    chown slurm:slurm "$ETC/slurmdbd.conf.new"
+    local f
+    for f in slurm.conf gres.conf slurmdbd.conf; do
+        mv -f "$ETC/$f.new" "$ETC/$f"
+    done
+}
+
+# --- start ------------------------------------------------------------------------------
+
+node_state() {
+    sinfo -h -N -o %t 2>/dev/null | head -n 1
+}
+
+healthy() {
+    local d state
+    for d in "${DAEMONS[@]}"; do
+        alive "$d" || return 1
+    done
+    scontrol ping >/dev/null 2>&1 || return 1
+    state=$(node_state) || return 1
+    [[ $state =~ ^(idle|mix|alloc|comp)$ ]]
+}
+
+make_dirs() {
+    install -d -m 755 "$DIR"
+    install -d -m 755 "$DIR/pids" "$DIR/slurmd" "$DIR/dev"
+    install -d -m 755 -o slurm -g slurm "$DIR/log" "$DIR/run"
+    install -d -m 755 -o munge -g munge "$DIR/munge"
+    install -d -m 755 -o mysql -g mysql "$DIR/mysql"
+    local i
+    for i in 0 1; do
+        [[ -c $DIR/dev/nvidia$i ]] || mknod -m 666 "$DIR/dev/nvidia$i" c 195 "$i"
+    done
+}
+
+start_munge() {
+    if alive munged; then
+        return
+    fi
+    if [[ ! -s /etc/munge/munge.key ]]; then
+        say "creating /etc/munge/munge.key"
+        mungekey --create --keyfile=/etc/munge/munge.key
+        chown munge:munge /etc/munge/munge.key
+        chmod 400 /etc/munge/munge.key
+    fi
+    rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
+    launch munged setpriv --reuid=munge --regid=munge --init-groups \
+        /usr/sbin/munged --foreground --key-file=/etc/munge/munge.key \
+        --socket="$MUNGE_SOCKET" --log-file="$DIR/munge/munged.log" \
+        --pid-file="$DIR/munge/munged.pid" --seed-file="$DIR/munge/munged.seed"
+    wait_for munged "$DIR/munge/munged.log" "$DIR/log/munged.out" -- test -S "$MUNGE_SOCKET"
+}
+
+mysql_root() {
+    mariadb --no-defaults --socket="$MYSQL_UNIX_PORT" -u root "$@"
+}
+
+start_mariadb() {
+    local fresh_state=$1
+    if ! alive mariadbd; then
+        if [[ ! -d $DIR/mysql/data/mysql ]]; then
+            say "initialising the MariaDB data dir"
+            rm -rf "$DIR/mysql/data"
+            mariadb-install-db --no-defaults --user=mysql --datadir="$DIR/mysql/data" \
+                --auth-root-authentication-method=socket --skip-test-db \
+                >"$DIR/log/mariadb-install-db.out" 2>&1 \
+                || {
+                    tail_log "$DIR/log/mariadb-install-db.out"
+                    die "mariadb-install-db failed"
+                }
+        fi
+        rm -f "$MYSQL_UNIX_PORT"
+        launch mariadbd /usr/sbin/mariadbd --no-defaults --user=mysql \
+            --datadir="$DIR/mysql/data" --skip-networking --socket="$MYSQL_UNIX_PORT" \
+            --pid-file="$DIR/mysql/mariadbd.pid" --log-error="$DIR/mysql/mariadbd.err" \
+            --innodb-buffer-pool-size=256M --innodb-lock-wait-timeout=900 \
+            --innodb-flush-log-at-trx-commit=2
+        wait_for mariadbd "$DIR/mysql/mariadbd.err" "$DIR/log/mariadbd.out" -- \
+            mysql_root -e 'SELECT 1'
+    fi
+    # slurmdbd runs as "slurm" and logs in over the socket as that OS user, no password.
+    mysql_root -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED VIA unix_socket;
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+    if [[ $fresh_state == 1 ]] && ! alive slurmdbd; then
+        # New slurmctld state: job ids restart at 1, so old accounting rows must go.
+        mysql_root -e 'DROP DATABASE IF EXISTS slurm_acct_db'
+    fi
+}
+
+start_slurmdbd() {
+    if ! alive slurmdbd; then
+        launch slurmdbd /usr/sbin/slurmdbd -D
+    fi
+    wait_for slurmdbd "$DIR/log/slurmdbd.log" "$DIR/log/slurmdbd.out" -- \
+        sacctmgr -n list cluster
+    if ! sacctmgr -n -P list cluster format=Cluster | grep -qx "$CLUSTER"; then
+        sacctmgr -i add cluster "$CLUSTER" >/dev/null
+    fi
+}
+
+node_ready() {
+    [[ $(node_state) =~ ^(idle|mix|alloc)$ ]]
+}
+
+start() {
+    need_root
+    need_packages
+    if healthy; then
+        say "already running and healthy (state dir $DIR)"
+        exit 0
+    fi
+    local t0=$SECONDS node mem total fresh_state=0
+    node=$(hostname -s)
+    # slurmd -C only prints this machine's hardware: it reads no config and talks to no one.
+    total=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+    [[ $total =~ ^[0-9]+$ ]] || die "cannot read RealMemory from 'slurmd -C'"
+    mem=$((total * 9 / 10))
+    [[ -d $DIR/slurmctld ]] || fresh_state=1
+
+    # The configs first: a slurm client without one looks up the controller in DNS.
+    write_configs "$node" "$mem"
+    make_dirs
+    install -d -m 700 -o slurm -g slurm "$DIR/slurmctld"
+
+    start_munge
+    start_mariadb "$fresh_state"
+    start_slurmdbd
+    if ! alive slurmctld; then
+        launch slurmctld /usr/sbin/slurmctld -D
+    fi
+    wait_for slurmctld "$DIR/log/slurmctld.log" "$DIR/log/slurmctld.out" -- scontrol ping
+    if ! alive slurmd; then
+        launch slurmd /usr/sbin/slurmd -D
+    fi
+    wait_for slurmd "$DIR/log/slurmd.log" "$DIR/log/slurmd.out" "$DIR/log/slurmctld.log" -- \
+        node_ready
+    say "started in $((SECONDS - t0))s: cluster $CLUSTER, node $node (CPUs=4," \
+        "RealMemory=$mem, gpu:2), partition debug; state dir $DIR"
+}
+
+# --- stop / status ----------------------------------------------------------------------
+
+stop_daemon() {
+    local name=$1 pid deadline
+    if ! alive "$name"; then
+        rm -f "$DIR/pids/$name.pid"
+        return
+    fi
+    pid=$(pid_of "$name")
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 30))
+    while alive "$name"; do
+        if ((SECONDS >= deadline)); then
+            say "$name (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            deadline=$((SECONDS + 10))
+        fi
+        sleep 0.2
+    done
+    rm -f "$DIR/pids/$name.pid"
+    say "stopped $name (pid $pid)"
+}
+
+stop() {
+    local purge=0
+    case ${1:-} in
+        "") ;;
+        --purge) purge=1 ;;
+        *) usage ;;
+    esac
+    need_root
+    if ((purge)) && alive slurmctld && [[ -e $SLURM_CONF ]]; then
+        # Leave no job steps behind in a state dir that is about to disappear.
+        local ids
+        ids=$(squeue -h -o %A 2>/dev/null | tr '\n' ' ') || true
+        if [[ -n ${ids// /} ]]; then
+            # shellcheck disable=SC2086 # one argument per job id
+            scancel $ids 2>/dev/null || true
+            local deadline=$((SECONDS + 15))
+            while [[ -n $(squeue -h -t R,CG -o %A 2>/dev/null) ]] && ((SECONDS < deadline)); do
+                sleep 0.5
+            done
+        fi
+    fi
+    local d
+    for d in "${DAEMONS[@]}"; do
+        stop_daemon "$d"
+    done
+    if ((purge)); then
+        rm -rf "$DIR"
+        say "removed $DIR"
+    fi
+}
+
+status() {
+    need_root
+    local d rc=0
+    for d in "${DAEMONS[@]}"; do
+        if alive "$d"; then
+            printf '%-10s running (pid %s)\n' "$d" "$(pid_of "$d")"
+        else
+            printf '%-10s NOT running\n' "$d"
+            rc=1
+        fi
+    done
+    if [[ -e $SLURM_CONF ]] && alive slurmctld; then
+        sinfo || rc=1
+    fi
+    if ((rc == 0)) && healthy; then
+        say "healthy (state dir $DIR)"
+    else
+        say "NOT healthy (state dir $DIR)"
+        rc=1
+    fi
+    return "$rc"
+}
+
+case ${1:-} in
+    start) start ;;
+    stop)
+        shift
+        stop "$@"
+        ;;
+    status) status ;;
+    packages) echo "$PACKAGES" ;;
+    *) usage ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole experiment with plain sbatch and afterok chains (for sites without submitit;
+# `apps-hpc submit pipeline` does the same): prepare -> train -> sample -> eval for the
+# fine-tuned model, sample -> eval for the base model in parallel with training, then the
+# report comparing both.
+#   slurm/pipeline.sh EXPERIMENT.yaml [extra sbatch options, e.g. -p gpu -A myproj]
+# Environment: SAMPLE_SHARDS (8), EVAL_SHARDS (4), GPUS_PER_NODE (8), SAMPLE_ENGINE (vllm),
+# APPS_HPC (the apps-hpc command, e.g. inside the container).
+set -euo pipefail
+config=$1
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+read -r -a cmd <<< "${APPS_HPC:-apps-hpc}"
+shards=${SAMPLE_SHARDS:-8} eval_shards=${EVAL_SHARDS:-4} gpus=${GPUS_PER_NODE:-8}
+engine=${SAMPLE_ENGINE:-vllm}
+# Where the experiment lives, and the base model, from the config itself.
+exp_dir=$("${cmd[@]}" experiment-path --config "$config")
+base_model=$("${cmd[@]}" experiment-path --config "$config" --key model)
+apps=$("${cmd[@]}" experiment-path --config "$config" --key apps)
+data=$exp_dir/data
+submit() { sbatch --parsable "$@" | cut -d';' -f1; }
+after() { printf -- '--dependency=afterok:%s --kill-on-invalid-dep=yes' "$1"; }
+
+prepare=$(submit "$@" --job-name=apps-hpc-prepare --wrap "${cmd[*]} prepare --config $config")
+# shellcheck disable=SC2046  # after() prints two options on purpose
+train=$(submit "$@" $(after "$prepare") --gres="gpu:$gpus" "$here/train.sbatch" "$config")
+results=()
+for model in base sft; do
+  if [ "$model" = base ]; then src=$base_model; dep=$prepare; else src=$exp_dir/train; dep=$train; fi
+  # shellcheck disable=SC2046
+  sample=$(submit "$@" $(after "$dep") --array="0-$((shards - 1))" --gres=gpu:1 \
+    "$here/sample.sbatch" "$src" "$data/prompts.jsonl" "$exp_dir/samples/$model" "$engine" \
+    --model-name "$model")
+  # shellcheck disable=SC2046
+  evaluate=$(submit "$@" $(after "$sample") --array="0-$((eval_shards - 1))" \
+    "$here/eval.sbatch" "$exp_dir/samples/$model.jsonl" "$apps" "$exp_dir/results/$model.jsonl")
+  results+=("$evaluate")
+  echo "$model: sample $sample, eval $evaluate"
+done
+# shellcheck disable=SC2046
+report=$(submit "$@" $(after "${results[0]}:${results[1]}") --job-name=apps-hpc-report \
+  --wrap "${cmd[*]} report $exp_dir/results/base.jsonl $exp_dir/results/sft.jsonl --out $exp_dir/report")
+echo "prepare $prepare, train $train, report $report"

@@ -1,0 +1,93 @@
+"""The `slurm_cluster` fixture: a throwaway single-node SLURM cluster for the tests.
+
+Import it where it is needed (conftest.py or a test module):
+
+    from slurm_cluster import slurm_cluster  # noqa: F401
+
+It runs `slurm/local-cluster.sh start` (as root; about 5 s from cold) once per session and
+stops the cluster at the end only if it started it. Without root or the SLURM packages it
+skips (fails when $CI is set). The cluster: name "appshpc", one node with 4 CPUs and 2 fake
+GPUs (gres gpu:2), default partition "debug", accounting through slurmdbd (so `sacct` knows
+final states). See slurm/local-cluster.sh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "slurm" / "local-cluster.sh"
+DEFAULT_STATE_DIR = "/tmp/apps-hpc-slurm"
+START_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """What the tests may need to know about the running cluster."""
+
+    state_dir: Path  # state, logs (state_dir / "log"), fake GPU devices
+    script: Path  # slurm/local-cluster.sh
+    started_here: bool  # False: it was already running and is left running
+    name: str = "appshpc"
+    partition: str = "debug"
+    gpus: int = 2
+    cpus: int = 4
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"SLURM cluster unavailable in CI: {reason}")
+    pytest.skip(f"SLURM cluster unavailable: {reason}")
+
+
+def _missing_commands() -> list[str]:
+    return [
+        cmd
+        for cmd in ("sbatch", "slurmctld")
+        if shutil.which(cmd) is None and not Path("/usr/sbin", cmd).exists()
+    ]
+
+
+def _script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    if os.geteuid() != 0:
+        _unavailable("needs root (slurm/local-cluster.sh starts the daemons)")
+    missing = _missing_commands()
+    if missing:
+        _unavailable(
+            f"{', '.join(missing)} not installed "
+            "(apt-get install -y --no-install-recommends $(slurm/local-cluster.sh packages))"
+        )
+
+    already_running = _script("status").returncode == 0
+    if not already_running:
+        started = _script("start")
+        if started.returncode != 0:
+            pytest.fail(
+                f"slurm/local-cluster.sh start failed (rc {started.returncode}):\n"
+                f"{started.stdout}{started.stderr}"
+            )
+    state_dir = Path(os.environ.get("APPS_HPC_SLURM_DIR", DEFAULT_STATE_DIR))
+    try:
+        yield SlurmCluster(state_dir=state_dir, script=SCRIPT, started_here=not already_running)
+    finally:
+        if not already_running:
+            _script("stop")

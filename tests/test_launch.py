@@ -1,0 +1,149 @@
+"""The launcher without a cluster: profiles, plans, dry-run scripts against saved
+reference files, clear errors with nothing submitted, and the whole pipeline on the
+local executor with the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps_hpc.config import load_experiment, parse_sets
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resources
+from apps_hpc.launch.plan import pipeline
+from apps_hpc.launch.profiles import load_profile
+
+HERE = Path(__file__).resolve().parent
+EXP = HERE / "data" / "experiment-cpu.yaml"
+DRYRUN = HERE / "data" / "dryrun"
+UPDATE = os.environ.get("APPS_HPC_UPDATE_REFERENCES") == "1"
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_shipped_profiles_load() -> None:
+    assert load_profile("slurm-default").partition is None
+    assert load_profile("local").executor == "local"
+    a100 = load_profile("example-a100")
+    assert (a100.gpus_per_node, a100.image) == (8, "/lustre/containers/apps-hpc.sif")
+
+
+def test_profile_missing_field_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("executor: slurm\ncpus_per_task: 2\n")
+    with pytest.raises(AppsHpcError, match=r"site.yaml: missing field\(s\) gpus_per_node, mem"):
+        load_profile(str(bad))
+
+
+def test_resources_per_stage() -> None:
+    p = load_profile("example-a100")
+    assert stage_resources("train", p) == Resources(1, 8, 64, "480G", 720)
+    assert stage_resources("sample", p, gpus_per_model=2).gpus == 2
+    assert stage_resources("eval", p).gpus == 0
+    params = slurm_parameters(p, stage_resources("sample", p), "x", "afterok:1:2")
+    assert params["gres"] == "gpu:1" and params["partition"] == "gpu"
+    assert params["dependency"] == "afterok:1:2"
+    assert params["additional_parameters"] == {"constraint": "a100", "kill-on-invalid-dep": "yes"}
+
+
+def test_pipeline_plan_chains_both_models(tmp_path: Path) -> None:
+    exp = load_experiment(EXP, parse_sets([f"root={tmp_path}"]))
+    steps = {s.key: s for s in pipeline(exp, sample_shards=2, eval_shards=3)}
+    assert steps["train"].deps == ["prepare"]
+    assert steps["sample/base"].deps == ["prepare"]  # in parallel with training
+    assert steps["sample/sft"].deps == ["train"]
+    assert len(steps["sample/sft"].cfgs) == 2 and len(steps["eval/sft"].cfgs) == 3
+    assert steps["eval/sft"].deps == ["merge-sample/sft"]
+    assert steps["report"].deps == ["merge-eval/base", "merge-eval/sft"]
+    assert steps["sample/sft"].cfgs[0].model == str(exp.train_dir)
+
+
+def _normalise(text: str, root: Path) -> str:
+    return text.replace(str(root), "<ROOT>").replace(sys.executable, "<PYTHON>")
+
+
+@pytest.mark.parametrize("cluster", ["slurm-default", "example-a100", "local"])
+def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
+    image = tmp_path / "apps-hpc.sif"
+    r = _cli("submit", "pipeline", "--config", str(EXP), "--set", f"root={tmp_path}",
+             "--cluster", cluster, "--dry-run", "--sample-shards", "2", "--eval-shards", "2")
+    assert r.returncode == 0, r.stderr
+    text = _normalise(r.stdout, tmp_path)
+    reference = DRYRUN / f"pipeline-{cluster}.txt"
+    if UPDATE:
+        reference.write_text(text)
+    assert text == reference.read_text()
+    assert not (tmp_path / "cpu" / "manifest.json").exists() and not image.exists()
+
+
+def test_nonexistent_image_submits_nothing(tmp_path: Path) -> None:
+    profile = tmp_path / "site.yaml"
+    profile.write_text((HERE.parent / "configs/clusters/local.yaml").read_text()
+                       .replace("image: null", f"image: {tmp_path}/missing.sif"))
+    r = _cli("submit", "pipeline", "--config", str(EXP), "--set", f"root={tmp_path}",
+             "--cluster", str(profile))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"image {tmp_path}/missing.sif does not exist" in r.stderr
+    assert not (tmp_path / "cpu").exists()
+
+
+def test_unreachable_cluster_submits_nothing(tmp_path: Path) -> None:
+    if not shutil_which("scontrol"):
+        pytest.skip("no SLURM client on this machine")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=1\n"
+                    "MessageTimeout=2\nNodeName=n1 NodeAddr=127.0.0.1\n"
+                    "PartitionName=p Nodes=n1 Default=YES\n")
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    r = _cli("submit", "eval", "--cluster", "slurm-default", "--samples", "s.jsonl", "--apps",
+             "a", "--out", str(tmp_path / "r" / "res.jsonl"), env=env)
+    assert r.returncode == 2 and r.stderr.startswith("error: SLURM controller unreachable")
+    assert not (tmp_path / "r").exists()
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+@pytest.mark.slow
+def test_pipeline_on_the_local_executor(tmp_path: Path, tiny_model_dir: Path,
+                                        shared_apps: Path) -> None:
+    pytest.importorskip("llamafactory")
+    sets = ["--set", f"root={tmp_path}", "--set", f"model={tiny_model_dir}",
+            "--set", f"apps={shared_apps}"]
+    r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = tmp_path / "cpu"
+    summary = (exp / "report" / "summary.md").read_text()
+    assert "| base | 9 (1/8/0) |" in summary and "| sft | 9 (1/8/0) |" in summary
+    assert (exp / "report" / "training_loss.png").exists()
+    status = _cli("status", str(exp)).stdout
+    assert status.count("COMPLETED") == 9 and "report " in status
+    jobs = json.loads((exp / "manifest.json").read_text())["jobs"]
+    assert list(jobs) == ["prepare", "train", "sample/base", "merge-sample/base", "eval/base",
+                          "sample/sft", "merge-sample/sft", "eval/sft", "report"]
+
+
+@pytest.mark.slow
+def test_a_failing_stage_cancels_its_dependants_locally(tmp_path: Path, tiny_model_dir: Path,
+                                                       shared_apps: Path) -> None:
+    sets = ["--set", f"root={tmp_path}", "--set", f"model={tiny_model_dir}",
+            "--set", f"apps={shared_apps / 'test-sample.jsonl'}"]  # no train rows: train fails
+    r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
+    assert r.returncode == 2 and "stage(s) failed: train" in r.stderr
+    status = _cli("status", str(tmp_path / "cpu")).stdout
+    lines = {line.split()[0]: line for line in status.splitlines()[1:] if line.strip()}
+    assert "FAILED" in lines["train"] and "COMPLETED" in lines["eval/base"]
+    for key in ("sample/sft", "merge-sample/sft", "eval/sft", "report"):
+        assert "CANCELLED" in lines[key], lines[key]
+    assert "stage train failed: see " in status
