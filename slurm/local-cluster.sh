@@ -11,8 +11,9 @@
 # Runs as root, without systemd or cgroups. It writes /etc/slurm/{slurm,gres,slurmdbd}.conf
 # (and refuses to replace a slurm.conf it did not write). Everything else (MariaDB data,
 # state, spool, logs, pid files, private munge/MariaDB sockets, the fake GPU device files)
-# lives under ${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}. Daemons listen on 127.0.0.1 or on
-# unix sockets only. Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and gpu:2,
+# lives under ${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}. Daemons listen on unix sockets and
+# on 127.0.0.1 (on all interfaces, with a warning, if /etc/hosts does not map $(hostname) to
+# 127.x: SLURM binds to that name's address or to none). Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and gpu:2,
 # one partition "debug".
 set -euo pipefail
 
@@ -25,6 +26,8 @@ PACKAGES="munge slurm-client slurmctld slurmd slurmdbd mariadb-server"
 DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
 WAIT_S=${APPS_HPC_SLURM_WAIT_S:-60}
 
+# The daemons and mknod live in /usr/sbin, which "su" (without -) leaves out of PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 # Clients must read this config (and never fall back to DNS SRV look-ups).
 export SLURM_CONF=$ETC/slurm.conf
 # The MariaDB client library (mariadb CLI and slurmdbd's plugin) uses this socket.
@@ -302,6 +305,7 @@ start_mariadb() {
                 }
         fi
         rm -f "$MYSQL_UNIX_PORT"
+        # slurmdbd still logs "not recommended values: innodb_buffer_pool_size": harmless.
         launch mariadbd /usr/sbin/mariadbd --no-defaults --user=mysql \
             --datadir="$DIR/mysql/data" --skip-networking --socket="$MYSQL_UNIX_PORT" \
             --pid-file="$DIR/mysql/mariadbd.pid" --log-error="$DIR/mysql/mariadbd.err" \
@@ -353,6 +357,7 @@ start() {
     write_configs "$node" "$mem"
     make_dirs
     install -d -m 700 -o slurm -g slurm "$DIR/slurmctld"
+    cd "$DIR" # the daemons' working directory: not the caller's
 
     start_munge
     start_mariadb "$fresh_state"

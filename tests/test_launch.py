@@ -25,8 +25,9 @@ UPDATE = os.environ.get("APPS_HPC_UPDATE_REFERENCES") == "1"
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_shipped_profiles_load() -> None:
@@ -73,8 +74,21 @@ def _normalise(text: str, root: Path) -> str:
 @pytest.mark.parametrize("cluster", ["slurm-default", "example-a100", "local"])
 def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
     image = tmp_path / "apps-hpc.sif"
-    r = _cli("submit", "pipeline", "--config", str(EXP), "--set", f"root={tmp_path}",
-             "--cluster", cluster, "--dry-run", "--sample-shards", "2", "--eval-shards", "2")
+    r = _cli(
+        "submit",
+        "pipeline",
+        "--config",
+        str(EXP),
+        "--set",
+        f"root={tmp_path}",
+        "--cluster",
+        cluster,
+        "--dry-run",
+        "--sample-shards",
+        "2",
+        "--eval-shards",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     text = _normalise(r.stdout, tmp_path)
     reference = DRYRUN / f"pipeline-{cluster}.txt"
@@ -86,10 +100,21 @@ def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
 
 def test_nonexistent_image_submits_nothing(tmp_path: Path) -> None:
     profile = tmp_path / "site.yaml"
-    profile.write_text((HERE.parent / "configs/clusters/local.yaml").read_text()
-                       .replace("image: null", f"image: {tmp_path}/missing.sif"))
-    r = _cli("submit", "pipeline", "--config", str(EXP), "--set", f"root={tmp_path}",
-             "--cluster", str(profile))
+    profile.write_text(
+        (HERE.parent / "configs/clusters/local.yaml")
+        .read_text()
+        .replace("image: null", f"image: {tmp_path}/missing.sif")
+    )
+    r = _cli(
+        "submit",
+        "pipeline",
+        "--config",
+        str(EXP),
+        "--set",
+        f"root={tmp_path}",
+        "--cluster",
+        str(profile),
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert f"image {tmp_path}/missing.sif does not exist" in r.stderr
     assert not (tmp_path / "cpu").exists()
@@ -99,12 +124,25 @@ def test_unreachable_cluster_submits_nothing(tmp_path: Path) -> None:
     if not shutil_which("scontrol"):
         pytest.skip("no SLURM client on this machine")
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=1\n"
-                    "MessageTimeout=2\nNodeName=n1 NodeAddr=127.0.0.1\n"
-                    "PartitionName=p Nodes=n1 Default=YES\n")
+    conf.write_text(
+        "ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=1\n"
+        "MessageTimeout=2\nNodeName=n1 NodeAddr=127.0.0.1\n"
+        "PartitionName=p Nodes=n1 Default=YES\n"
+    )
     env = dict(os.environ, SLURM_CONF=str(conf))
-    r = _cli("submit", "eval", "--cluster", "slurm-default", "--samples", "s.jsonl", "--apps",
-             "a", "--out", str(tmp_path / "r" / "res.jsonl"), env=env)
+    r = _cli(
+        "submit",
+        "eval",
+        "--cluster",
+        "slurm-default",
+        "--samples",
+        "s.jsonl",
+        "--apps",
+        "a",
+        "--out",
+        str(tmp_path / "r" / "res.jsonl"),
+        env=env,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: SLURM controller unreachable")
     assert not (tmp_path / "r").exists()
 
@@ -116,11 +154,18 @@ def shutil_which(name: str) -> str | None:
 
 
 @pytest.mark.slow
-def test_pipeline_on_the_local_executor(tmp_path: Path, tiny_model_dir: Path,
-                                        shared_apps: Path) -> None:
+def test_pipeline_on_the_local_executor(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
     pytest.importorskip("llamafactory")
-    sets = ["--set", f"root={tmp_path}", "--set", f"model={tiny_model_dir}",
-            "--set", f"apps={shared_apps}"]
+    sets = [
+        "--set",
+        f"root={tmp_path}",
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        f"apps={shared_apps}",
+    ]
     r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp_path / "cpu"
@@ -130,15 +175,31 @@ def test_pipeline_on_the_local_executor(tmp_path: Path, tiny_model_dir: Path,
     status = _cli("status", str(exp)).stdout
     assert status.count("COMPLETED") == 9 and "report " in status
     jobs = json.loads((exp / "manifest.json").read_text())["jobs"]
-    assert list(jobs) == ["prepare", "train", "sample/base", "merge-sample/base", "eval/base",
-                          "sample/sft", "merge-sample/sft", "eval/sft", "report"]
+    assert list(jobs) == [
+        "prepare",
+        "train",
+        "sample/base",
+        "merge-sample/base",
+        "eval/base",
+        "sample/sft",
+        "merge-sample/sft",
+        "eval/sft",
+        "report",
+    ]
 
 
 @pytest.mark.slow
-def test_a_failing_stage_cancels_its_dependants_locally(tmp_path: Path, tiny_model_dir: Path,
-                                                       shared_apps: Path) -> None:
-    sets = ["--set", f"root={tmp_path}", "--set", f"model={tiny_model_dir}",
-            "--set", f"apps={shared_apps / 'test-sample.jsonl'}"]  # no train rows: train fails
+def test_a_failing_stage_cancels_its_dependants_locally(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
+    sets = [
+        "--set",
+        f"root={tmp_path}",
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        f"apps={shared_apps / 'test-sample.jsonl'}",
+    ]  # no train rows: train fails
     r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
     assert r.returncode == 2 and "stage(s) failed: train" in r.stderr
     status = _cli("status", str(tmp_path / "cpu")).stdout

@@ -89,7 +89,14 @@ def run_shard(cfg: SampleConfig, shard: Shard) -> dict[str, Any]:
     """Sample the problems of one shard not yet in its file; return the throughput."""
     log = AppendLog(cfg.out / shard.file_name())
     todo = _todo(cfg, shard, log)
-    stats = {"shard": str(shard), "problems": 0, "completions": 0, "tokens": 0, "seconds": 0.0}
+    stats: dict[str, Any] = {
+        "shard": str(shard),
+        "problems": 0,
+        "completions": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     if not todo:
         return stats
     engine = make_engine(cfg.engine, _options(cfg))

@@ -1,0 +1,284 @@
+"""The launchers against a real SLURM (slurm/local-cluster.sh): job arrays, afterok
+chains, a failing stage, preemption and requeue, GPU binding, the sbatch fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from slurm_cluster import slurm_cluster  # noqa: F401
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+EXP = HERE / "data" / "experiment-cpu.yaml"
+
+pytestmark = pytest.mark.usefixtures("slurm_cluster")
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _samples(shared: Path, out: Path, slow: bool = False) -> Path:
+    """The first solutions of the real test rows, plus a wrong program each; `slow`
+    adds a program that burns about a second of CPU per problem."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.2:\n    pass"
+    with out.open("w") as fh:
+        for line in (shared / "test-sample.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["solutions"]:
+                codes = (
+                    json.loads(row["solutions"])[:2] + ["print('no')"] + ([burn] if slow else [])
+                )
+                fh.write(
+                    json.dumps(
+                        {
+                            "problem_id": row["problem_id"],
+                            "split": "test",
+                            "difficulty": row["difficulty"],
+                            "model": "m",
+                            "codes": codes,
+                        }
+                    )
+                    + "\n"
+                )
+    return out
+
+
+def _status(root: Path) -> dict[str, str]:
+    out = _cli("status", str(root)).stdout.splitlines()[1:]
+    return {line.split()[0]: line for line in out if line and not line.startswith("stage ")}
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_eval_job_array_on_real_rows(shared_apps: Path, tmp_path: Path) -> None:
+    samples = _samples(shared_apps, tmp_path / "samples.jsonl")
+    out = tmp_path / "r" / "results.jsonl"
+    _cli(
+        "submit",
+        "eval",
+        "--cluster",
+        "slurm-default",
+        "--wait",
+        "--shards",
+        "2",
+        "--samples",
+        str(samples),
+        "--apps",
+        str(shared_apps / "test-sample.jsonl"),
+        "--out",
+        str(out),
+        "--timeout",
+        "2",
+    )
+    local = tmp_path / "local.jsonl"
+    _cli(
+        "eval",
+        "-q",
+        "--samples",
+        str(samples),
+        "--apps",
+        str(shared_apps / "test-sample.jsonl"),
+        "--out",
+        str(local),
+        "--timeout",
+        "2",
+    )
+    by_id = {r["problem_id"]: r["verdicts"] for r in _lines(local)}
+    assert {r["problem_id"]: r["verdicts"] for r in _lines(out)} == by_id
+    assert len(list((tmp_path / "r" / "results").glob("shard-*.jsonl"))) == 2
+    status = _status(tmp_path / "r")
+    assert "COMPLETED" in status["eval"] and "9/9" in status["eval"]
+    assert "COMPLETED" in status["merge-eval"]
+
+
+@pytest.mark.slow
+def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Path) -> None:
+    pytest.importorskip("llamafactory")
+    _cli(
+        "submit",
+        "pipeline",
+        "--config",
+        str(EXP),
+        "--set",
+        f"root={tmp_path}",
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        f"apps={shared_apps}",
+        "--cluster",
+        "slurm-default",
+        "--wait",
+        "--eval-shards",
+        "2",
+    )
+    exp = tmp_path / "cpu"
+    summary = (exp / "report" / "summary.md").read_text()
+    assert "| base | 9 (1/8/0) |" in summary and "| Δ sft − base |" in summary
+
+    def all_completed() -> bool:  # accounting may lag the last job's end by a moment
+        status = _status(exp)
+        return len(status) == 11 and all("COMPLETED" in line for line in status.values())
+
+    _wait_for(all_completed, timeout=60)
+    manifest = json.loads((exp / "manifest.json").read_text())
+    assert manifest["jobs"]["train"]["executor"] == "slurm"
+
+
+@pytest.mark.slow
+def test_failing_stage_cancels_dependants(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
+    r = _cli(
+        "submit",
+        "pipeline",
+        "--config",
+        str(EXP),
+        "--set",
+        f"root={tmp_path}",
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        f"apps={shared_apps / 'test-sample.jsonl'}",  # no train rows: training fails
+        "--cluster",
+        "slurm-default",
+        "--wait",
+        check=False,
+    )
+    assert r.returncode == 2 and "stage(s) failed" in r.stderr
+    status = _status(tmp_path / "cpu")
+    assert "FAILED" in status["train"]
+    for key in ("sample/sft", "eval/sft", "report"):
+        assert "CANCELLED" in status[key], status[key]
+    text = _cli("status", str(tmp_path / "cpu")).stdout
+    assert "stage train failed: see " in text
+
+
+def test_preempted_eval_task_requeues_and_resumes(shared_apps: Path, tmp_path: Path) -> None:
+    samples = _samples(shared_apps, tmp_path / "samples.jsonl", slow=True)
+    out = tmp_path / "r" / "results.jsonl"
+    r = _cli(
+        "submit",
+        "eval",
+        "--cluster",
+        "slurm-default",
+        "--samples",
+        str(samples),
+        "--apps",
+        str(shared_apps / "test-sample.jsonl"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    )
+    job_id = r.stdout.split("eval: ")[1].split()[0]
+    _wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # preemption
+    _wait_for(lambda: "COMPLETED" in _status(tmp_path / "r")["eval"], timeout=240)
+    ids = [rec["problem_id"] for rec in _lines(out)]
+    assert len(ids) == len(set(ids)) == 9  # nothing lost, nothing twice
+    show = subprocess.run(
+        ["sacct", "-n", "-X", "-D", "-o", "State", "-j", job_id], capture_output=True, text=True
+    ).stdout.split()
+    assert "REQUEUED" in show or "PREEMPTED" in show or len(show) > 1, show
+
+
+def test_gpu_shards_get_their_own_devices(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
+    profile = tmp_path / "gpus.yaml"
+    profile.write_text(
+        (REPO / "configs/clusters/slurm-default.yaml")
+        .read_text()
+        .replace("gpus_per_node: 0", "gpus_per_node: 2")
+    )
+    prompts = tmp_path / "data"
+    _cli("prepare", "--apps", str(shared_apps / "test-sample.jsonl"), "--out", str(prompts))
+    out = tmp_path / "s" / "base"
+    _cli(
+        "submit",
+        "sample",
+        "--cluster",
+        str(profile),
+        "--wait",
+        "--model",
+        str(tiny_model_dir),
+        "--prompts",
+        str(prompts / "prompts.jsonl"),
+        "--out",
+        str(out),
+        "--engine",
+        "transformers",
+        "--n",
+        "1",
+        "--max-tokens",
+        "8",
+        "-q",
+    )
+    throughput = json.loads((out / "manifest.json").read_text())["sample"]["base"]["throughput"]
+    devices = {shard: t["cuda_visible_devices"] for shard, t in throughput.items()}
+    assert set(devices) == {"0/2", "1/2"}
+    assert all(d in ("0", "1") for d in devices.values()), devices
+    assert len(_lines(tmp_path / "s" / "base.jsonl")) == 9
+
+
+def test_sbatch_fallback_eval_array(shared_apps: Path, tmp_path: Path) -> None:
+    samples = _samples(shared_apps, tmp_path / "samples.jsonl")
+    out = tmp_path / "results.jsonl"
+    env = dict(os.environ, APPS_HPC=f"{sys.executable} -m apps_hpc")
+    job = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--array=0-1",
+            "--cpus-per-task=1",
+            "--chdir",
+            str(tmp_path),
+            str(REPO / "slurm" / "eval.sbatch"),
+            str(samples),
+            str(shared_apps / "test-sample.jsonl"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
+
+    def done() -> bool:
+        states = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job], capture_output=True, text=True
+        ).stdout.split()
+        return len(states) == 2 and all(s == "COMPLETED" for s in states)
+
+    _wait_for(done)
+    assert sorted(r["problem_id"] for r in _lines(out)) == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
+
+
+def test_sbatch_scripts_are_shellcheck_clean() -> None:
+    import shutil
+
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(shellcheck).exists():
+        pytest.skip("shellcheck not installed")
+    scripts = [*sorted(str(p) for p in (REPO / "slurm").iterdir()), str(REPO / ".ci" / "run")]
+    r = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
