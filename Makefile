@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format bench clean image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,50 @@ test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check apps_hpc tests benchmarks
-	$(BIN)/ruff format --check apps_hpc tests benchmarks
+	$(BIN)/ruff check apps_hpc tests benchmarks docker
+	$(BIN)/ruff format --check apps_hpc tests benchmarks docker
 
 format: install
-	$(BIN)/ruff format apps_hpc tests benchmarks
-	$(BIN)/ruff check --fix apps_hpc tests benchmarks
+	$(BIN)/ruff format apps_hpc tests benchmarks docker
+	$(BIN)/ruff check --fix apps_hpc tests benchmarks docker
 
 bench: install  ## evaluator vs. a python3-per-test baseline on ../shared/apps
 	$(BIN)/python benchmarks/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# --- containers -------------------------------------------------------------------------
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+GIT_SHA   := $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)
+TAG       ?= $(VERSION)-$(GIT_SHA)
+IMAGE     ?= apps-hpc
+SIF       ?= apps-hpc-$(TAG).sif
+PYTHON310 ?= $(shell ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || command -v python3.10)
+PINS      := $(shell grep -v '^\#' docker/versions.env | sed 's/^/--build-arg /')
+
+image:  ## the Docker image apps-hpc:$(TAG) (and :latest), then the SIF when apptainer exists
+	@if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then \
+	  echo "make image: no Docker engine here (docker info failed). Build on a machine with Docker," \
+	       "or build the SIF directly with 'make sif' where Apptainer is installed." >&2; exit 1; fi
+	docker build -f docker/Dockerfile $(PINS) --build-arg APPS_HPC_VERSION=$(VERSION) \
+	  --build-arg GIT_SHA=$(GIT_SHA) -t $(IMAGE):$(TAG) -t $(IMAGE):latest .
+	@if command -v apptainer >/dev/null; then $(MAKE) --no-print-directory sif; \
+	  else echo "apptainer not found: skipping the SIF (make sif where Apptainer is installed)"; fi
+
+sif:  ## the Apptainer SIF: from the Docker image when there is one, else standalone
+	@if ! command -v apptainer >/dev/null; then \
+	  echo "make sif: apptainer not found. Install Apptainer, or use the Docker image." >&2; exit 1; fi
+	@if command -v docker >/dev/null && docker image inspect $(IMAGE):latest >/dev/null 2>&1; then \
+	  echo "apptainer build $(SIF) docker/apps-hpc.def"; apptainer build $(SIF) docker/apps-hpc.def; \
+	else echo "apptainer build $(SIF) docker/apps-hpc-standalone.def"; \
+	  apptainer build $(SIF) docker/apps-hpc-standalone.def; fi
+
+lock:  ## docker/requirements-cp310.lock from docker/requirements.in, with a real CPython 3.10
+	@test -n "$(PYTHON310)" || { echo "make lock: no python3.10 found (set PYTHON310=...)" >&2; exit 1; }
+	$(PYTHON310) docker/lock.py
+
+flash-attn-sha:  ## download the flash-attn wheel once and record its sha256 in versions.env
+	curl -fsSL -o /tmp/flash-attn.whl "$$(sed -n 's/^FLASH_ATTN_URL=//p' docker/versions.env)"
+	sed -i "s/^FLASH_ATTN_SHA256=.*/FLASH_ATTN_SHA256=$$(sha256sum /tmp/flash-attn.whl | cut -d' ' -f1)/" docker/versions.env
+	grep FLASH_ATTN_SHA256 docker/versions.env

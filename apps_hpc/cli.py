@@ -622,6 +622,35 @@ def experiment_path_cmd(config: Path, key: str | None) -> None:
     click.echo(str(value))
 
 
+@cli.command("doctor", context_settings=CONTEXT)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment root that must be writable (default: $APPS_HPC_ROOT or ./experiments).",
+)
+@click.option(
+    "--strict", is_flag=True, help="A version that differs from the container's lock is a failure."
+)
+def doctor_cmd(root: Path | None, strict: bool) -> None:
+    """Check python, torch/CUDA/GPUs, flash-attn, vLLM/DeepSpeed/LlamaFactory against the
+    lock, NCCL, /dev/shm and the experiment root; exit 1 if a check failed.
+
+    \b
+    Example:
+      apps-hpc doctor --root /lustre/experiments
+    """
+    import os
+
+    from apps_hpc.doctor import doctor
+
+    root = root or Path(os.environ.get("APPS_HPC_ROOT", "experiments"))
+    failures = doctor(root, strict, click.echo)
+    if failures:
+        click.echo(f"{failures} check(s) failed", err=True)
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="apps-hpc")
 

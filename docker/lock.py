@@ -1,6 +1,6 @@
-"""Resolve docker/requirements.in into docker/requirements.lock (`make lock`).
+"""Resolve docker/requirements.in into docker/requirements-cp310.lock (`make lock`).
 
-    make lock          # = python3.10 docker/lock.py
+    make lock          # = python3.10 docker/lock.py (CPython 3.10 on x86_64)
 
 Runs pip's resolver in dry-run mode (nothing is installed) with a real CPython 3.10 on
 Linux x86_64 — the container's interpreter — and writes every resolved distribution as
@@ -39,9 +39,21 @@ def resolve(requirements: Path) -> dict:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, DS_BUILD_OPS="0")
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--report", str(report), "-r", str(requirements)],
-            check=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "-r",
+                str(requirements),
+            ],
+            check=True,
+            env=env,
         )
         return json.loads(report.read_text())
 
@@ -50,8 +62,8 @@ def main() -> None:
     if sys.version_info[:2] != (3, 10) or platform.machine() != "x86_64":
         sys.exit("docker/lock.py: run it with CPython 3.10 on x86_64 (the container's Python)")
     lines = lock_lines(resolve(HERE / "requirements.in"))
-    (HERE / "requirements.lock").write_text(HEADER + "\n".join(lines) + "\n")
-    print(f"wrote {HERE / 'requirements.lock'} ({len(lines)} packages)")
+    (HERE / "requirements-cp310.lock").write_text(HEADER + "\n".join(lines) + "\n")
+    print(f"wrote {HERE / 'requirements-cp310.lock'} ({len(lines)} packages)")
 
 
 if __name__ == "__main__":
