@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint format bench clean image sif lock flash-attn-sha
+.PHONY: install test lint format bench clean demo image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: install
 format: install
 	$(BIN)/ruff format apps_hpc tests benchmarks docker
 	$(BIN)/ruff check --fix apps_hpc tests benchmarks docker
+
+demo: install  ## the whole experiment on this machine: tiny model, CPU, local executor
+	$(BIN)/apps-hpc demo
 
 bench: install  ## evaluator vs. a python3-per-test baseline on ../shared/apps
 	$(BIN)/python benchmarks/eval_throughput.py

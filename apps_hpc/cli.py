@@ -651,6 +651,43 @@ def doctor_cmd(root: Path | None, strict: bool) -> None:
         sys.exit(1)
 
 
+@cli.command("demo", context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML (default: configs/experiments/demo.yaml).",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment root (default: the config's, ./experiments).",
+)
+@click.option("--apps", default=None, help="APPS rows instead of the bundled mini-APPS set.")
+@click.option(
+    "--cluster",
+    default="auto",
+    show_default=True,
+    help="auto: the local SLURM when `scontrol ping` answers, else `local`.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def demo_cmd(
+    config: Path | None, root: Path | None, apps: str | None, cluster: str, sets: tuple[str, ...]
+) -> None:
+    """The whole experiment on this machine: tiny model, prepare, train, sample, eval and
+    report for the fine-tuned model and its base, through `submit pipeline`.
+
+    \b
+    Example:
+      apps-hpc demo                      # or: make demo
+    """
+    from apps_hpc.demo import run_demo
+
+    run_demo(config, root, apps, cluster, list(sets), click.echo)
+
+
 def main() -> None:
     cli(prog_name="apps-hpc")
 

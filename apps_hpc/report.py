@@ -121,7 +121,8 @@ def plot(summaries: dict[str, dict[str, dict[str, Any]]], ks: tuple[int, ...], p
         for i, (name, s) in enumerate(summaries.items()):
             values = [s[g].get(f"pass@{k}") or 0.0 for g in GROUPS]
             xs = [x + i * width for x in range(len(GROUPS))]
-            ax.bar(xs, values, width, label=name)
+            bars = ax.bar(xs, values, width, label=name)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.set_xticks([x + width * (len(summaries) - 1) / 2 for x in range(len(GROUPS))])
         ax.set_xticklabels(["total", "intro", "interview", "comp"])
         ax.set_title(f"pass@{k}")

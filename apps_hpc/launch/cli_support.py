@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.config import Experiment
+from apps_hpc.launch.executor import check_submittable
 from apps_hpc.launch.plan import Step, eval_steps, pipeline, sample_steps
 from apps_hpc.launch.profiles import Profile, load_profile
 from apps_hpc.launch.submit import Launch, submit
@@ -61,4 +62,22 @@ def submit_pipeline(
     profile = load_profile(cluster)
     shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
     launch = Launch(profile, exp.dir.resolve(), wait, dry_run, exp.sample.gpus_per_model)
+    if not dry_run:
+        check_submittable(profile)  # before anything is written
+        write_resolved(exp)
     return submit(launch, pipeline(exp, shards, eval_shards))
+
+
+def write_resolved(exp: Experiment) -> Path:
+    """`<experiment>/experiment.yaml`: the resolved config, written once, never edited."""
+    import dataclasses
+
+    import yaml
+
+    path = exp.dir / "experiment.yaml"
+    if not path.exists():
+        exp.dir.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in dataclasses.asdict(exp).items() if k != "source"}
+        header = f"# resolved from {exp.source or 'defaults'} by apps-hpc; do not edit\n"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    return path

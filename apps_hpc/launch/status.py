@@ -89,6 +89,18 @@ def _count_lines(pattern: str) -> int:
     return total
 
 
+def is_complete(spec: dict[str, Any]) -> bool:
+    """Are a step's outputs all there (so re-running the pipeline can skip it)?"""
+    if "lines" in spec:
+        source = Path(spec.get("expected_from", ""))
+        return source.is_file() and _count_lines(spec["lines"]) >= _count_lines(str(source)) > 0
+    if "trainer_log" in spec:
+        return (Path(spec["trainer_log"]).parent / "train_results.json").exists()
+    if "exists" in spec:
+        return Path(spec["exists"]).exists()
+    return False
+
+
 def progress_of(spec: dict[str, Any]) -> str:
     if "lines" in spec:
         done = _count_lines(spec["lines"])

@@ -20,8 +20,20 @@ from apps_hpc.launch.executor import (
 )
 from apps_hpc.launch.plan import Step
 from apps_hpc.launch.profiles import Profile
+from apps_hpc.launch.status import is_complete, sacct
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.manifest import update_manifest
+
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 
 
 @dataclass
@@ -80,10 +92,36 @@ def dry_run(launch: Launch, steps: list[Step]) -> str:
     return "".join(parts)
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _skip(launch: Launch, step: Step) -> None:
+    _say(f"skip {step.key}: already done")
+    update_manifest(
+        launch.root / "manifest.json",
+        ["jobs", step.key],
+        {
+            "stage": step.stage,
+            "state": "COMPLETED",
+            "ids": [],
+            "logs": [],
+            "deps": step.deps,
+            "progress": step.progress,
+            "skipped": True,
+        },
+    )
+
+
 def _submit_chained(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.Job]]:
     jobs: dict[str, list[submitit.Job]] = {}
+    skipped: set[str] = set()
     for step in steps:
-        dep = ":".join(_master(jobs[d][0]) for d in step.deps)
+        if all(d in skipped for d in step.deps) and is_complete(step.progress):
+            skipped.add(step.key)
+            _skip(launch, step)
+            continue
+        dep = ":".join(_master(jobs[d][0]) for d in step.deps if d in jobs)
         jobs[step.key] = _submit_step(launch, step, f"afterok:{dep}" if dep else None)
         _record(launch, step, jobs[step.key])
         print(
@@ -114,10 +152,13 @@ def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.
     (independent branches run at the same time); a failure cancels its dependants."""
     jobs: dict[str, list[submitit.Job]] = {}
     pending, failed, done = list(steps), set(), set()
+    started: dict[str, float] = {}
     while pending:
         for key, js in jobs.items():
             if key not in done and key not in failed and _finished(js):
                 (failed if _failed(js) else done).add(key)
+                outcome = "FAILED, see " + str(js[0].paths.stdout) if key in failed else "done"
+                _say(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
         for step in list(pending):
             if any(d in failed for d in step.deps):
                 failed.add(step.key)
@@ -135,12 +176,22 @@ def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.
                     },
                 )
             elif all(d in done for d in step.deps):
-                jobs[step.key] = _submit_step(launch, step, None)
-                _record(launch, step, jobs[step.key])
                 pending.remove(step)
+                if is_complete(step.progress) and all(d not in jobs for d in step.deps):
+                    done.add(step.key)
+                    _skip(launch, step)
+                    continue
+                jobs[step.key] = _submit_step(launch, step, None)
+                started[step.key] = time.monotonic()
+                _record(launch, step, jobs[step.key])
+                _say(f"started {step.key} (log: {jobs[step.key][0].paths.stdout})")
         time.sleep(0.2)
     while not all(_finished(js) for js in jobs.values()):
         time.sleep(0.2)
+    for key, js in jobs.items():
+        if key not in done and key not in failed:
+            outcome = "FAILED, see " + str(js[0].paths.stdout) if _failed(js) else "done"
+            _say(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
     return jobs
 
 
@@ -155,22 +206,31 @@ def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
         jobs = _run_in_order(launch, steps)
     else:
         jobs = _submit_chained(launch, steps)
-        if launch.wait:
-            wait_all(jobs)
     ids = {key: [str(j.job_id) for j in js] for key, js in jobs.items()}
-    if launch.wait or launch.profile.executor == "local":
+    bad: list[str] = []
+    if launch.profile.executor == "local":
         bad = [key for key, js in jobs.items() if _failed(js)]
-        if bad or len(jobs) < len(steps):
-            raise AppsHpcError(
-                f"stage(s) failed: {', '.join(bad) or 'a dependency'}; "
-                f"see `apps-hpc status {launch.root}`"
-            )
+    elif launch.wait:
+        states = wait_slurm([i for key_ids in ids.values() for i in key_ids])
+        bad = [
+            key
+            for key, key_ids in ids.items()
+            if any(states.get(i) != "COMPLETED" for i in key_ids)
+        ]
+    if bad:
+        raise AppsHpcError(
+            f"stage(s) failed: {', '.join(bad)}; see `apps-hpc status {launch.root}`"
+        )
     return ids
 
 
-def wait_all(jobs: dict[str, list[submitit.Job]], poll_s: float = 2.0) -> None:
-    """Until every job is finished, cancelled or failed."""
-    while not all(_finished(js) for js in jobs.values()):
+def wait_slurm(ids: list[str], poll_s: float = 2.0) -> dict[str, str]:
+    """Poll accounting until every job is in a final state; return the states. (A
+    requeued job is PENDING again, so it is waited for.)"""
+    while True:
+        states = {i: state for i, (state, _) in sacct(ids).items()}
+        if all(states.get(i) in TERMINAL for i in ids):
+            return states
         time.sleep(poll_s)
 
 
