@@ -70,6 +70,7 @@ def launch_env(exp: Experiment, environ: dict[str, str] | None = None) -> dict[s
     bindir = str(Path(sys.executable).parent)  # torchrun lives beside this Python
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")]).rstrip(os.pathsep)
     env.setdefault("NPROC_PER_NODE", str(exp.train.nproc_per_node or _local_devices()))
+    env.setdefault("LOCAL_SIZE", env["NPROC_PER_NODE"])  # else DeepSpeed on CPU calls numactl
     return env
 
 

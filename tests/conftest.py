@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +63,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from apps_hpc.tiny_model import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def run_cli(
+    *args: str, check: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m apps_hpc ARGS` in a real subprocess; with check, a failure shows stderr."""
+    r = subprocess.run(
+        [sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True, env=env
+    )
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]

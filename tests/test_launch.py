@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as _cli
 
 from apps_hpc.config import load_experiment, parse_sets
 from apps_hpc.errors import AppsHpcError
@@ -22,12 +22,6 @@ HERE = Path(__file__).resolve().parent
 EXP = HERE / "data" / "experiment-cpu.yaml"
 DRYRUN = HERE / "data" / "dryrun"
 UPDATE = os.environ.get("APPS_HPC_UPDATE_REFERENCES") == "1"
-
-
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True, env=env
-    )
 
 
 def test_shipped_profiles_load() -> None:

@@ -14,17 +14,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import read_jsonl, run_cli
 
 from apps_hpc.sample.engines import EngineOptions, Sampling, vllm_llm_kwargs, vllm_sampling_kwargs
 
 pytest.importorskip("transformers", reason="the transformers engine needs the train extra")
 
 
-def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +52,6 @@ def _sample(model: Path, prompts: Path, out: Path, *extra: str) -> subprocess.Co
     )
 
 
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
-
-
 def test_sample_then_eval_end_to_end(
     tiny_model_dir: Path, prompts: Path, shared_apps: Path, tmp_path: Path
 ) -> None:
@@ -65,7 +59,7 @@ def test_sample_then_eval_end_to_end(
     merged = tmp_path / "samples" / "base.jsonl"
     assert r.stdout.strip() == str(merged)
     assert "9 problems, 18 completions" in r.stderr and "tokens/s" in r.stderr
-    recs = _lines(merged)
+    recs = read_jsonl(merged)
     assert [x["problem_id"] for x in recs] == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
     assert all(len(x["codes"]) == len(x["completions"]) == 2 and x["model"] == "base" for x in recs)
     manifest = json.loads((tmp_path / "samples" / "base" / "manifest.json").read_text())
@@ -81,7 +75,7 @@ def test_sample_then_eval_end_to_end(
         "--out",
         str(results),
     )
-    assert [x["n"] for x in _lines(results)] == [2] * 9
+    assert [x["n"] for x in read_jsonl(results)] == [2] * 9
 
 
 def test_shards_give_the_same_samples_as_one_run(
@@ -91,8 +85,8 @@ def test_shards_give_the_same_samples_as_one_run(
     for i in (1, 0):
         r = _sample(tiny_model_dir, prompts, tmp_path / "two", "--shard", f"{i}/2")
     assert r.stdout.strip() == str(tmp_path / "two.jsonl")  # merged once both are done
-    assert _lines(tmp_path / "one.jsonl") == [
-        x | {"model": "one"} for x in _lines(tmp_path / "two.jsonl")
+    assert read_jsonl(tmp_path / "one.jsonl") == [
+        x | {"model": "one"} for x in read_jsonl(tmp_path / "two.jsonl")
     ]
 
 
@@ -122,7 +116,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_shard(
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not shard.exists() or len(_lines(shard)) < 2):
+    while time.monotonic() < deadline and (not shard.exists() or len(read_jsonl(shard)) < 2):
         time.sleep(0.05)
     proc.kill()
     proc.wait()
@@ -131,12 +125,12 @@ def test_resume_after_a_kill_in_the_middle_of_a_shard(
     with shard.open("a") as fh:
         fh.write('{"problem_id": 99, "spl')  # a torn last line, as a kill can leave
     _sample(tiny_model_dir, prompts, out)
-    ids = [x["problem_id"] for x in _lines(shard)]
+    ids = [x["problem_id"] for x in read_jsonl(shard)]
     assert len(ids) == len(set(ids)) == 9
     fresh = tmp_path / "fresh"
     _sample(tiny_model_dir, prompts, fresh)
-    assert sorted(_lines(shard), key=lambda x: x["problem_id"]) == [
-        x | {"model": "s"} for x in _lines(tmp_path / "fresh.jsonl")
+    assert sorted(read_jsonl(shard), key=lambda x: x["problem_id"]) == [
+        x | {"model": "s"} for x in read_jsonl(tmp_path / "fresh.jsonl")
     ]
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import read_jsonl, run_cli
 from slurm_cluster import slurm_cluster  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
@@ -20,15 +21,8 @@ EXP = HERE / "data" / "experiment-cpu.yaml"
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
 
-def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, check=check)
 
 
 def _samples(shared: Path, out: Path, slow: bool = False) -> Path:
@@ -102,8 +96,8 @@ def test_eval_job_array_on_real_rows(shared_apps: Path, tmp_path: Path) -> None:
         "--timeout",
         "2",
     )
-    by_id = {r["problem_id"]: r["verdicts"] for r in _lines(local)}
-    assert {r["problem_id"]: r["verdicts"] for r in _lines(out)} == by_id
+    by_id = {r["problem_id"]: r["verdicts"] for r in read_jsonl(local)}
+    assert {r["problem_id"]: r["verdicts"] for r in read_jsonl(out)} == by_id
     assert len(list((tmp_path / "r" / "results").glob("shard-*.jsonl"))) == 2
     status = _status(tmp_path / "r")
     assert "COMPLETED" in status["eval"] and "9/9" in status["eval"]
@@ -193,7 +187,7 @@ def test_preempted_eval_task_requeues_and_resumes(shared_apps: Path, tmp_path: P
     _wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # preemption
     _wait_for(lambda: "COMPLETED" in _status(tmp_path / "r")["eval"], timeout=240)
-    ids = [rec["problem_id"] for rec in _lines(out)]
+    ids = [rec["problem_id"] for rec in read_jsonl(out)]
     assert len(ids) == len(set(ids)) == 9  # nothing lost, nothing twice
     show = subprocess.run(
         ["sacct", "-n", "-X", "-D", "-o", "State", "-j", job_id], capture_output=True, text=True
@@ -237,7 +231,7 @@ def test_gpu_shards_get_their_own_devices(
     devices = {shard: t["cuda_visible_devices"] for shard, t in throughput.items()}
     assert set(devices) == {"0/2", "1/2"}
     assert all(d in ("0", "1") for d in devices.values()), devices
-    assert len(_lines(tmp_path / "s" / "base.jsonl")) == 9
+    assert len(read_jsonl(tmp_path / "s" / "base.jsonl")) == 9
 
 
 def test_sbatch_fallback_eval_array(shared_apps: Path, tmp_path: Path) -> None:
@@ -270,7 +264,7 @@ def test_sbatch_fallback_eval_array(shared_apps: Path, tmp_path: Path) -> None:
         return len(states) == 2 and all(s == "COMPLETED" for s in states)
 
     _wait_for(done)
-    assert sorted(r["problem_id"] for r in _lines(out)) == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
+    assert sorted(r["problem_id"] for r in read_jsonl(out)) == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
 
 
 def test_sbatch_scripts_are_shellcheck_clean() -> None:

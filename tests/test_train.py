@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli as _cli
 
 from apps_hpc.config import REPO_ROOT, load_experiment, parse_sets
 from apps_hpc.errors import AppsHpcError
@@ -140,10 +139,6 @@ def _experiment(tmp_path: Path, model: Path, shared: Path) -> Path:
     return path
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True)
-
-
 @pytest.mark.slow
 def test_real_llamafactory_train_then_resume(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
@@ -170,6 +165,27 @@ def test_real_llamafactory_train_then_resume(
     assert steps == [1, 2, 3, 4, 5]  # continued, not restarted
     rendered = yaml.safe_load((out / "llamafactory.yaml").read_text())
     assert rendered["resume_from_checkpoint"] == str(out / "checkpoint-3")
+
+
+@pytest.mark.slow
+def test_shipped_zero3_config_trains_on_cpu(
+    tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
+) -> None:
+    """The published DeepSpeed ZeRO-3 JSON ("auto" fields) through LlamaFactory, for real."""
+    pytest.importorskip("llamafactory")
+    pytest.importorskip("deepspeed")
+    exp = _experiment(tmp_path, tiny_model_dir, shared_apps)
+    data = yaml.safe_load(exp.read_text())
+    data["train"]["deepspeed"] = str(DS_JSON)
+    data["train"]["overrides"]["max_steps"] = 2
+    exp.write_text(yaml.safe_dump(data))
+    assert _cli("prepare", "--config", str(exp)).returncode == 0
+    r = _cli("train", "--config", str(exp))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "cpu" / "train"
+    assert json.loads((out / "ds_config.json").read_text())["zero_optimization"]["stage"] == 3
+    assert (out / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed (ZeRO) checkpoint
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
 
 
 def test_train_without_prepare_is_a_clear_error(tmp_path: Path) -> None:
