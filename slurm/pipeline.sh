@@ -4,15 +4,20 @@
 # fine-tuned model, sample -> eval for the base model in parallel with training, then the
 # report comparing both.
 #   slurm/pipeline.sh EXPERIMENT.yaml [extra sbatch options, e.g. -p gpu -A myproj]
-# Environment: SAMPLE_SHARDS (8), EVAL_SHARDS (4), GPUS_PER_NODE (8), SAMPLE_ENGINE (vllm),
-# APPS_HPC (the apps-hpc command, e.g. inside the container).
+# Environment: SAMPLE_SHARDS (8), EVAL_SHARDS (4), GPUS_PER_NODE (8; 0 = CPU only, e.g. the
+# test cluster), SAMPLE_ENGINE (vllm), SAMPLE_ARGS (more `apps-hpc sample` options, e.g.
+# "--n 10 --max-tokens 2048"), REPORT_K (1,5,10), APPS_HPC (the apps-hpc command, e.g.
+# inside the container).
 set -euo pipefail
 config=$1
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 read -r -a cmd <<< "${APPS_HPC:-apps-hpc}"
 shards=${SAMPLE_SHARDS:-8} eval_shards=${EVAL_SHARDS:-4} gpus=${GPUS_PER_NODE:-8}
-engine=${SAMPLE_ENGINE:-vllm}
+engine=${SAMPLE_ENGINE:-vllm} report_k=${REPORT_K:-1,5,10}
+read -r -a sample_args <<< "${SAMPLE_ARGS:-}"
+train_gpus=() sample_gpus=()
+if [ "$gpus" -gt 0 ]; then train_gpus=(--gres="gpu:$gpus"); sample_gpus=(--gres=gpu:1); fi
 # Where the experiment lives, and the base model, from the config itself.
 exp_dir=$("${cmd[@]}" experiment-path --config "$config")
 base_model=$("${cmd[@]}" experiment-path --config "$config" --key model)
@@ -23,14 +28,14 @@ after() { printf -- '--dependency=afterok:%s --kill-on-invalid-dep=yes' "$1"; }
 
 prepare=$(submit "$@" --job-name=apps-hpc-prepare --wrap "${cmd[*]} prepare --config $config")
 # shellcheck disable=SC2046  # after() prints two options on purpose
-train=$(submit "$@" $(after "$prepare") --gres="gpu:$gpus" "$here/train.sbatch" "$config")
+train=$(submit "$@" $(after "$prepare") "${train_gpus[@]}" "$here/train.sbatch" "$config")
 results=()
 for model in base sft; do
   if [ "$model" = base ]; then src=$base_model; dep=$prepare; else src=$exp_dir/train; dep=$train; fi
   # shellcheck disable=SC2046
-  sample=$(submit "$@" $(after "$dep") --array="0-$((shards - 1))" --gres=gpu:1 \
+  sample=$(submit "$@" $(after "$dep") --array="0-$((shards - 1))" "${sample_gpus[@]}" \
     "$here/sample.sbatch" "$src" "$data/prompts.jsonl" "$exp_dir/samples/$model" "$engine" \
-    --model-name "$model")
+    --model-name "$model" "${sample_args[@]}")
   # shellcheck disable=SC2046
   evaluate=$(submit "$@" $(after "$sample") --array="0-$((eval_shards - 1))" \
     "$here/eval.sbatch" "$exp_dir/samples/$model.jsonl" "$apps" "$exp_dir/results/$model.jsonl")
@@ -39,5 +44,5 @@ for model in base sft; do
 done
 # shellcheck disable=SC2046
 report=$(submit "$@" $(after "${results[0]}:${results[1]}") --job-name=apps-hpc-report \
-  --wrap "${cmd[*]} report $exp_dir/results/base.jsonl $exp_dir/results/sft.jsonl --out $exp_dir/report")
+  --wrap "${cmd[*]} report $exp_dir/results/base.jsonl $exp_dir/results/sft.jsonl --k $report_k --out $exp_dir/report")
 echo "prepare $prepare, train $train, report $report"

@@ -276,3 +276,47 @@ def test_sbatch_scripts_are_shellcheck_clean() -> None:
     scripts = [*sorted(str(p) for p in (REPO / "slurm").iterdir()), str(REPO / ".ci" / "run")]
     r = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.slow
+def test_sbatch_fallback_pipeline(tmp_path: Path, tiny_model_dir: Path, shared_apps: Path) -> None:
+    """slurm/pipeline.sh: prepare, train, sample and eval arrays, report, with plain sbatch."""
+    pytest.importorskip("llamafactory")
+    import yaml
+
+    exp = yaml.safe_load(EXP.read_text())
+    exp.update(root=str(tmp_path), model=str(tiny_model_dir), apps=str(shared_apps))
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(exp))
+    env = dict(
+        os.environ,
+        APPS_HPC=f"{sys.executable} -m apps_hpc",
+        GPUS_PER_NODE="0",
+        SAMPLE_SHARDS="2",
+        EVAL_SHARDS="2",
+        SAMPLE_ENGINE="transformers",
+        SAMPLE_ARGS="--n 2 --max-tokens 16",
+        REPORT_K="1,2",
+    )
+    r = subprocess.run(
+        [
+            "bash",
+            str(REPO / "slurm" / "pipeline.sh"),
+            str(config),
+            "--cpus-per-task=1",
+            f"--chdir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    report_id = r.stdout.strip().split("report ")[-1]
+    summary = tmp_path / "cpu" / "report" / "summary.md"
+    _wait_for(summary.exists, timeout=300)
+    assert "| base | 9 (1/8/0) |" in summary.read_text()
+    state = subprocess.run(
+        ["sacct", "-n", "-X", "-o", "State", "-j", report_id], capture_output=True, text=True
+    ).stdout.split()
+    assert state[:1] == ["COMPLETED"] or summary.exists()
