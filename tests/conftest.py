@@ -79,3 +79,16 @@ def run_cli(
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+CPU_EXPERIMENT = Path(__file__).resolve().parent / "data" / "experiment-cpu.yaml"
+
+
+def pipeline_args(root: Path, model: Path | None = None, apps: Path | None = None) -> list[str]:
+    """`submit pipeline` on the tiny CPU experiment, rooted at `root`."""
+    args = ["submit", "pipeline", "--config", str(CPU_EXPERIMENT), "--set", f"root={root}"]
+    if model is not None:
+        args += ["--set", f"model={model}"]
+    if apps is not None:
+        args += ["--set", f"apps={apps}"]
+    return args

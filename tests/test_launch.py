@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pipeline_args
 from conftest import run_cli as _cli
 
 from apps_hpc.config import load_experiment, parse_sets
@@ -69,12 +70,7 @@ def _normalise(text: str, root: Path) -> str:
 def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
     image = tmp_path / "apps-hpc.sif"
     r = _cli(
-        "submit",
-        "pipeline",
-        "--config",
-        str(EXP),
-        "--set",
-        f"root={tmp_path}",
+        *pipeline_args(tmp_path),
         "--cluster",
         cluster,
         "--dry-run",
@@ -100,12 +96,7 @@ def test_nonexistent_image_submits_nothing(tmp_path: Path) -> None:
         .replace("image: null", f"image: {tmp_path}/missing.sif")
     )
     r = _cli(
-        "submit",
-        "pipeline",
-        "--config",
-        str(EXP),
-        "--set",
-        f"root={tmp_path}",
+        *pipeline_args(tmp_path),
         "--cluster",
         str(profile),
     )
@@ -152,15 +143,7 @@ def test_pipeline_on_the_local_executor(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
 ) -> None:
     pytest.importorskip("llamafactory")
-    sets = [
-        "--set",
-        f"root={tmp_path}",
-        "--set",
-        f"model={tiny_model_dir}",
-        "--set",
-        f"apps={shared_apps}",
-    ]
-    r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
+    r = _cli(*pipeline_args(tmp_path, tiny_model_dir, shared_apps), "--cluster", "local")
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp_path / "cpu"
     summary = (exp / "report" / "summary.md").read_text()
@@ -186,15 +169,8 @@ def test_pipeline_on_the_local_executor(
 def test_a_failing_stage_cancels_its_dependants_locally(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
 ) -> None:
-    sets = [
-        "--set",
-        f"root={tmp_path}",
-        "--set",
-        f"model={tiny_model_dir}",
-        "--set",
-        f"apps={shared_apps / 'test-sample.jsonl'}",
-    ]  # no train rows: train fails
-    r = _cli("submit", "pipeline", "--config", str(EXP), *sets, "--cluster", "local")
+    no_train_rows = shared_apps / "test-sample.jsonl"  # training fails
+    r = _cli(*pipeline_args(tmp_path, tiny_model_dir, no_train_rows), "--cluster", "local")
     assert r.returncode == 2 and "stage(s) failed: train" in r.stderr
     status = _cli("status", str(tmp_path / "cpu")).stdout
     lines = {line.split()[0]: line for line in status.splitlines()[1:] if line.strip()}

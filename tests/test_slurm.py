@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_jsonl, run_cli
+from conftest import pipeline_args, read_jsonl, run_cli
 from slurm_cluster import slurm_cluster  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
@@ -108,16 +108,7 @@ def test_eval_job_array_on_real_rows(shared_apps: Path, tmp_path: Path) -> None:
 def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Path) -> None:
     pytest.importorskip("llamafactory")
     _cli(
-        "submit",
-        "pipeline",
-        "--config",
-        str(EXP),
-        "--set",
-        f"root={tmp_path}",
-        "--set",
-        f"model={tiny_model_dir}",
-        "--set",
-        f"apps={shared_apps}",
+        *pipeline_args(tmp_path, tiny_model_dir, shared_apps),
         "--cluster",
         "slurm-default",
         "--wait",
@@ -142,16 +133,9 @@ def test_failing_stage_cancels_dependants(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
 ) -> None:
     r = _cli(
-        "submit",
-        "pipeline",
-        "--config",
-        str(EXP),
-        "--set",
-        f"root={tmp_path}",
-        "--set",
-        f"model={tiny_model_dir}",
-        "--set",
-        f"apps={shared_apps / 'test-sample.jsonl'}",  # no train rows: training fails
+        *pipeline_args(
+            tmp_path, tiny_model_dir, shared_apps / "test-sample.jsonl"
+        ),  # no train rows: training fails
         "--cluster",
         "slurm-default",
         "--wait",
