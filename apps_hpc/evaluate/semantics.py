@@ -1,7 +1,8 @@
 """The reference APPS harness's rules, as pure functions.
 
-Facts from `shared/notes/apps-reference-semantics.md` (codeparrot apps_metric /
-hendrycks `testing_util.run_test`), implemented here from that description. Nothing in
+The reference is codeparrot apps_metric / hendrycks `testing_util.run_test` (the harness
+behind the published numbers), implemented here from a description of its behaviour; the
+README's "Where we differ on purpose" lists every deliberate difference. Nothing in
 this module runs a program: `harness.py` does, inside the sandboxed child.
 """
 
