@@ -8,6 +8,7 @@ unknown key is an error naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from apps_hpc.errors import AppsHpcError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped as package data
+CONFIG_DIR_ENV = "APPS_HPC_CONFIG_DIR"
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -36,18 +39,29 @@ class TrainSection:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class SampleSection:
-    """The published sampling settings."""
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn: the published run's settings are the defaults."""
 
-    engine: str = "vllm"
-    n: int = 10
+    n: int = 10  # completions per problem
     temperature: float = 0.6
     top_p: float = 0.95
-    max_tokens: int = 2048
-    seed: int = 42
-    gpus_per_model: int = 1
+    max_tokens: int = 2048  # per completion
+    seed: int = 42  # each problem's seed derives from it
+
+
+@dataclass(frozen=True)
+class SampleSection(Sampling):
+    """The experiment's `sample` section: the sampling settings, plus how to run them.
+    These are the only defaults of the sampling stage (the CLI's included)."""
+
+    engine: str = "vllm"  # vllm (GPU) | transformers (CPU, tests)
+    gpus_per_model: int = 1  # GPUs per replica (tensor parallel inside it)
     max_model_len: int = 4096
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Sampling)})
 
 
 @dataclass
@@ -78,16 +92,47 @@ class Experiment:
         return self.dir / "report"
 
     def resolve(self, path: str) -> Path:
-        """A config-relative path: as given, else beside the YAML, else in the repo."""
+        """A config-relative path: as given, else beside the YAML, else in a config folder
+        (`configs/llamafactory/x.yaml` is looked up as `llamafactory/x.yaml` there)."""
         candidates = [Path(path)]
         if self.source is not None:
             candidates.append(self.source.parent / path)
-        candidates.append(REPO_ROOT / path)
+        inner = Path(path).relative_to("configs") if path.startswith("configs/") else Path(path)
+        candidates += [folder / inner for folder in config_dirs()]
         for candidate in candidates:
             if candidate.exists():
                 return candidate.resolve()
         tried = ", ".join(str(c) for c in candidates)
         raise AppsHpcError(f"{self.source or 'config'}: {path} not found (tried {tried})")
+
+
+def config_dirs() -> list[Path]:
+    """Where configs are looked up, first match wins: $APPS_HPC_CONFIG_DIR (a list like
+    PATH), ./configs, then the configs shipped inside the installed package."""
+    dirs = [Path(p) for p in os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep) if p]
+    return [*dirs, Path("configs"), PACKAGE_CONFIGS]
+
+
+def known_configs(kind: str) -> list[str]:
+    names = {p.stem for folder in config_dirs() for p in (folder / kind).glob("*.y*ml")}
+    return sorted(names)
+
+
+def find_config(kind: str, name: str | Path) -> Path:
+    """A config file by path, or by name in `<config dir>/<kind>/<name>.yaml`
+    (kind: `clusters`, `experiments`). A miss is one error listing the known names."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        for folder in config_dirs():
+            candidate = folder / kind / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+    known = ", ".join(known_configs(kind)) or "none"
+    searched = ", ".join(str(d / kind) for d in config_dirs())
+    what = {"clusters": "cluster profile", "experiments": "experiment config"}.get(kind, kind)
+    raise AppsHpcError(f"{what} {str(name)!r} not found (known: {known}; searched {searched})")
 
 
 def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
@@ -135,8 +180,7 @@ def parse_sets(items: tuple[str, ...] | list[str]) -> list[tuple[str, Any]]:
 def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None) -> Experiment:
     data: dict[str, Any] = {}
     if path is not None:
-        if not path.is_file():
-            raise AppsHpcError(f"{path}: no such experiment config")
+        path = find_config("experiments", path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from apps_hpc.config import REPO_ROOT, load_experiment, parse_sets
+from apps_hpc.config import find_config, load_experiment, parse_sets
 from apps_hpc.launch.cli_support import submit_pipeline
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "experiments" / "demo.yaml"
 BUNDLED_APPS = Path(__file__).resolve().parent / "data" / "mini_apps"
 
 
@@ -47,12 +46,15 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> Path:
     start = time.monotonic()
-    exp = load_experiment(config or DEMO_CONFIG)
+    config = config or find_config("experiments", "demo")
+    exp = load_experiment(config)
     root = (root or Path(exp.root)).resolve()
     model = root / "tiny-model"
     apps_path = str(Path(apps).resolve()) if apps and Path(apps).exists() else apps
     defaults = [f"root={root}", f"model={model}", f"apps={apps_path or BUNDLED_APPS}"]
-    exp = load_experiment(config or DEMO_CONFIG, parse_sets([*defaults, *sets]))
+    exp = load_experiment(
+        config or find_config("experiments", "demo"), parse_sets([*defaults, *sets])
+    )
     _tiny_model(Path(exp.model), say)
     chosen = pick_cluster(cluster)
     say(f"running the pipeline on the {chosen!r} profile in {exp.dir}")

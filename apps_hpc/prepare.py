@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.apps import DIFFICULTIES, Problem, iter_problems
+from apps_hpc.apps import Problem, iter_problems
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.prompts import answer, user_prompt
 
@@ -156,8 +155,3 @@ def prepare(cfg: PrepareConfig) -> Path:
 
         _write_json(cfg.out / "stats.json", dataset_stats(examples, cfg.tokenizer, cfg.cutoff_len))
     return cfg.out
-
-
-def per_difficulty(examples: list[dict]) -> dict[str, int]:
-    counts = Counter(e["difficulty"] for e in examples)
-    return {d: counts.get(d, 0) for d in DIFFICULTIES}

@@ -7,13 +7,20 @@ characters (and truncation is then not counted).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from apps_hpc.apps import DIFFICULTIES
 from apps_hpc.prompts import EOT, chat_prompt
 
 PERCENTILES = (50, 90, 95, 99, 100)
+
+
+def per_difficulty(examples: list[dict]) -> dict[str, int]:
+    counts = Counter(e["difficulty"] for e in examples)
+    return {d: counts.get(d, 0) for d in DIFFICULTIES}
 
 
 def _texts(examples: list[dict]) -> list[str]:
@@ -30,7 +37,6 @@ def _token_lengths(texts: list[str], tokenizer: str) -> list[int] | None:
 
 
 def dataset_stats(examples: list[dict], tokenizer: str | None, cutoff_len: int) -> dict[str, Any]:
-    from apps_hpc.prepare import per_difficulty
 
     texts = _texts(examples)
     lengths = _token_lengths(texts, tokenizer) if tokenizer else None

@@ -26,6 +26,11 @@ class ReportConfig:
     ks: tuple[int, ...] = (1, 5, 10)
     plot: bool = True
 
+    @property
+    def folder(self) -> Path:
+        """Where the report goes: `out`, else <experiment>/report beside results/."""
+        return self.out or default_out(self.results[0])
+
 
 @dataclass(frozen=True)
 class ModelResults:
@@ -156,7 +161,7 @@ def build(cfg: ReportConfig) -> dict[str, Any]:
 def report(cfg: ReportConfig) -> Path:
     """Write summary.md, summary.json and pass_at_k.png; return the report folder."""
     result = build(cfg)
-    out = cfg.out or default_out(cfg.results[0])
+    out = cfg.folder
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(result["markdown"], encoding="utf-8")
     public = {k: v for k, v in result.items() if not k.startswith("_") and k != "markdown"}

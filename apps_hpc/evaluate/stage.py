@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class EvalConfig:
     limits: Limits = field(default_factory=Limits)
     progress: bool = True
     shard: Shard | None = None  # evaluate samples i::S into <out stem>/shard-i-of-S.jsonl
+
+    def with_shard(self, shard: Shard) -> EvalConfig:
+        return replace(self, shard=shard)
 
 
 @dataclass

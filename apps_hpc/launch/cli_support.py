@@ -8,9 +8,10 @@ from typing import Any
 
 from apps_hpc.config import Experiment
 from apps_hpc.launch.executor import check_submittable
-from apps_hpc.launch.plan import Step, eval_steps, pipeline, sample_steps
+from apps_hpc.launch.plan import Step, pipeline, stage_steps
 from apps_hpc.launch.profiles import Profile, load_profile
 from apps_hpc.launch.submit import Launch, submit
+from apps_hpc.stages import get
 
 
 def experiment_root(stage: str, cfg: Any) -> Path:
@@ -28,13 +29,12 @@ def default_sample_shards(profile: Profile, gpus_per_model: int) -> int:
     return max(1, profile.nodes * profile.gpus_per_node // gpus_per_model)
 
 
-def stage_steps(stage: str, cfg: Any, shards: int | None, profile: Profile) -> list[Step]:
-    if stage == "sample":
-        count = shards or default_sample_shards(profile, cfg.gpus_per_model)
-        return sample_steps(cfg, count, "sample", [])
-    if stage == "eval":
-        return eval_steps(cfg, shards or 1, "eval", [])
-    return [Step(stage, stage, [cfg])]
+def single_stage_steps(stage: str, cfg: Any, shards: int | None, profile: Profile) -> list[Step]:
+    """A stage on its own: an array stage gets `shards` tasks (default: one per GPU
+    replica for a GPU stage, else one)."""
+    if shards is None and get(stage).resources == "replica":
+        shards = default_sample_shards(profile, cfg.gpus_per_model)
+    return stage_steps(stage, cfg, shards or 1, stage, [])
 
 
 def submit_stage(
@@ -48,7 +48,7 @@ def submit_stage(
         dry_run,
         getattr(cfg, "gpus_per_model", 1),
     )
-    return submit(launch, stage_steps(stage, cfg, shards, profile))
+    return submit(launch, single_stage_steps(stage, cfg, shards, profile))
 
 
 def submit_pipeline(

@@ -13,6 +13,7 @@ import submitit
 
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch.profiles import Profile
+from apps_hpc.stages import get
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,13 @@ class Resources:
 
 
 def stage_resources(stage: str, profile: Profile, gpus_per_model: int = 1) -> Resources:
-    """train: every node and GPU of the profile; sample: one replica's GPUs per shard;
-    the CPU stages: the profile's CPUs and no GPU."""
+    """What the registry says a stage needs, on this profile: every node and GPU
+    (`nodes`), one replica's GPUs per shard (`replica`), or the profile's CPUs and no GPU."""
     base = Resources(cpus=profile.cpus_per_task, mem=profile.mem, minutes=profile.time)
-    if stage == "train":
+    kind = get(stage).resources
+    if kind == "nodes":
         return Resources(profile.nodes, profile.gpus_per_node, base.cpus, base.mem, base.minutes)
-    if stage == "sample" and profile.gpus_per_node > 0:
+    if kind == "replica" and profile.gpus_per_node > 0:
         gpus = min(gpus_per_model, profile.gpus_per_node)
         return Resources(1, gpus, base.cpus, base.mem, base.minutes)
     return base

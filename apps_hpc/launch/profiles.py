@@ -1,18 +1,17 @@
-"""Cluster profiles (`configs/clusters/*.yaml`): everything site-specific lives there."""
+"""Cluster profiles (`configs/clusters/*.yaml`, found like every config: see
+`config.find_config`): everything site-specific lives there."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from apps_hpc.config import REPO_ROOT
+from apps_hpc.config import find_config
 from apps_hpc.errors import AppsHpcError
 
-PROFILE_DIR = REPO_ROOT / "configs" / "clusters"
 REQUIRED = ("executor", "cpus_per_task", "gpus_per_node", "mem", "time")
 
 
@@ -34,20 +33,9 @@ class Profile:
     source: str = ""
 
 
-def profile_path(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    candidate = PROFILE_DIR / f"{name}.yaml"
-    if candidate.exists():
-        return candidate
-    known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-    raise AppsHpcError(f"cluster profile {name!r} not found (known: {known}; or a .yaml path)")
-
-
 def load_profile(name: str) -> Profile:
     """Load and check a profile: a missing or unknown field is one clear error."""
-    path = profile_path(name)
+    path = find_config("clusters", name)
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise AppsHpcError(f"{path}: expected a mapping")

@@ -17,19 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from apps_hpc.config import SampleSection, Sampling
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.prompts import EOT
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """The published run's defaults."""
-
-    n: int = 10
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 2048
-    seed: int = 42
 
 
 @dataclass(frozen=True)
@@ -55,8 +45,8 @@ class Engine(Protocol):
 class EngineOptions:
     model: str
     sampling: Sampling
-    gpus_per_model: int = 1  # tensor parallel inside one replica
-    max_model_len: int = 4096
+    gpus_per_model: int = SampleSection.gpus_per_model  # tensor parallel inside one replica
+    max_model_len: int = SampleSection.max_model_len
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.9
     device: str = "auto"  # transformers: cpu, cuda or auto

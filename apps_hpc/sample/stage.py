@@ -19,11 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from apps_hpc.config import SampleSection, Sampling
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.manifest import update_manifest
 from apps_hpc.prompts import chat_prompt, extract_code
 from apps_hpc.records import AppendLog, iter_jsonl
-from apps_hpc.sample.engines import EngineOptions, Request, Sampling, make_engine
+from apps_hpc.sample.engines import EngineOptions, Request, make_engine
 from apps_hpc.schedenv import array_task, visible_gpus
 from apps_hpc.shards import Shard, assign, merge_shards, problem_seed, shard_status
 
@@ -33,12 +34,12 @@ class SampleConfig:
     model: str
     prompts: Path
     out: Path  # the shard folder: samples/<model_name>/
-    engine: str = "vllm"
+    engine: str = SampleSection.engine
     sampling: Sampling = field(default_factory=Sampling)
     shard: Shard | None = None  # None: the SLURM array task, else 0/1
     gpus: str | None = None  # "all": one worker per replica on this node
-    gpus_per_model: int = 1
-    max_model_len: int = 4096
+    gpus_per_model: int = SampleSection.gpus_per_model
+    max_model_len: int = SampleSection.max_model_len
     model_name: str | None = None  # the samples' "model" field (default: folder name)
     manifest: Path | None = None
     progress: bool = True
@@ -46,6 +47,15 @@ class SampleConfig:
     @property
     def name(self) -> str:
         return self.model_name or self.out.name
+
+    @property
+    def merged(self) -> Path:
+        """The merged samples file beside the shard folder."""
+        return self.out.with_suffix(".jsonl")
+
+    def with_shard(self, shard: Shard) -> SampleConfig:
+        """One array task's config: its shard, and no local spawning of replicas."""
+        return replace(self, shard=shard, gpus=None)
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
@@ -170,6 +180,11 @@ def merge_samples(folder: Path, out: Path | None = None, prompts: Path | None = 
     """Join complete shards into one samples file sorted by problem; a missing or
     incomplete shard is an error naming it."""
     return merge_shards(folder, out, read_prompts(prompts) if prompts else None)
+
+
+def merge_shards_of(cfg: SampleConfig) -> Path:
+    """The pipeline's merge step: `merge_samples` of the config's shard folder."""
+    return merge_samples(cfg.out, prompts=cfg.prompts)
 
 
 def sample(cfg: SampleConfig) -> Path:

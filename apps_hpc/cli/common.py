@@ -1,0 +1,65 @@
+"""What every command shares: click settings, the options that recur, and the one path
+from a command to its stage (run here, or sent to SLURM under `apps-hpc submit`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+LAUNCH_KEY = "apps_hpc.launch"  # set by the `submit` variant of a stage command
+
+
+def launching() -> bool:
+    return LAUNCH_KEY in click.get_current_context().meta
+
+
+def dispatch(stage: str, cfg: Any, show: Callable[[Path], None] | None = None) -> None:
+    """Run the stage here and `show` what it produced (default: its path), or, under
+    `apps-hpc submit`, send it to the cluster and print the job ids."""
+    options = click.get_current_context().meta.get(LAUNCH_KEY)
+    if options is None:
+        from apps_hpc.stages import run_stage
+
+        result = run_stage(stage, cfg)
+        (show or (lambda p: click.echo(str(p))))(result)
+        return
+    from apps_hpc.launch.cli_support import submit_stage
+
+    for key, ids in submit_stage(stage, cfg, **options).items():
+        click.echo(f"{key}: {' '.join(ids)}")
+
+
+def parse_ks(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in value.split(",") if k.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def config_option(required: bool = False, what: str = "") -> Callable[[Any], Any]:
+    return click.option(
+        "--config",
+        "config",
+        required=required,
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"Experiment YAML, or a name in configs/experiments/{what}.",
+    )
+
+
+def sets_option() -> Callable[[Any], Any]:
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set train.overrides.max_steps=10 (repeatable).",
+    )
+
+
+def quiet_option() -> Callable[[Any], Any]:
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -1,0 +1,139 @@
+"""The housekeeping commands: status, cancel, experiment-path, doctor, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from apps_hpc.cli.common import CONTEXT
+
+
+def _experiment_dir(target: str) -> Path:
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from apps_hpc.config import load_experiment
+
+        return load_experiment(path).dir
+    return path
+
+
+@click.command("status", context_settings=CONTEXT)
+@click.argument("experiment", default=".")
+def status_cmd(experiment: str) -> None:
+    """One line per stage: job id(s), state, elapsed, progress, log.
+
+    \b
+    Example:
+      apps-hpc status experiments/dscoder-apps
+    """
+    from apps_hpc.launch.status import format_statuses, stage_statuses
+
+    click.echo(format_statuses(stage_statuses(_experiment_dir(experiment))), nl=False)
+
+
+@click.command("cancel", context_settings=CONTEXT)
+@click.argument("experiment", default=".")
+def cancel_cmd(experiment: str) -> None:
+    """Cancel every job of an experiment.
+
+    \b
+    Example:
+      apps-hpc cancel experiments/dscoder-apps
+    """
+    from apps_hpc.launch.status import cancel
+
+    ids = cancel(_experiment_dir(experiment))
+    click.echo(f"cancelled {len(ids)} job(s)")
+
+
+@click.command("experiment-path", context_settings=CONTEXT)
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path))
+@click.option("--key", default=None, help="Print this config key instead (e.g. model, apps).")
+def experiment_path_cmd(config: Path, key: str | None) -> None:
+    """Print an experiment's folder (or one config value), for shell scripts.
+
+    \b
+    Example:
+      apps-hpc experiment-path --config configs/experiments/dscoder_apps.yaml
+    """
+    from apps_hpc.config import load_experiment
+
+    exp = load_experiment(config)
+    value: Any = exp.dir.resolve() if key is None else exp
+    for part in (key or "").split(".") if key else []:
+        if not hasattr(value, part):
+            raise click.BadParameter(f"no config key {key!r}", param_hint="--key")
+        value = getattr(value, part)
+    click.echo(str(value))
+
+
+@click.command("doctor", context_settings=CONTEXT)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment root that must be writable (default: $APPS_HPC_ROOT or ./experiments).",
+)
+@click.option(
+    "--strict", is_flag=True, help="A version that differs from the container's lock is a failure."
+)
+def doctor_cmd(root: Path | None, strict: bool) -> None:
+    """Check python, torch/CUDA/GPUs, flash-attn, vLLM/DeepSpeed/LlamaFactory against the
+    lock, NCCL, /dev/shm and the experiment root; exit 1 if a check failed.
+
+    \b
+    Example:
+      apps-hpc doctor --root /lustre/experiments
+    """
+    import os
+
+    from apps_hpc.doctor import doctor
+
+    root = root or Path(os.environ.get("APPS_HPC_ROOT", "experiments"))
+    failures = doctor(root, strict, click.echo)
+    if failures:
+        click.echo(f"{failures} check(s) failed", err=True)
+        sys.exit(1)
+
+
+@click.command("demo", context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML (default: configs/experiments/demo.yaml).",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment root (default: the config's, ./experiments).",
+)
+@click.option("--apps", default=None, help="APPS rows instead of the bundled mini-APPS set.")
+@click.option(
+    "--cluster",
+    default="auto",
+    show_default=True,
+    help="auto: the local SLURM when `scontrol ping` answers, else `local`.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def demo_cmd(
+    config: Path | None, root: Path | None, apps: str | None, cluster: str, sets: tuple[str, ...]
+) -> None:
+    """The whole experiment on this machine: tiny model, prepare, train, sample, eval and
+    report for the fine-tuned model and its base, through `submit pipeline`.
+
+    \b
+    Example:
+      apps-hpc demo                      # or: make demo
+    """
+    from apps_hpc.demo import run_demo
+
+    run_demo(config, root, apps, cluster, list(sets), click.echo)
+
+
+COMMANDS = [status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]

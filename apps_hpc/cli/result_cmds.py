@@ -1,0 +1,155 @@
+"""The commands that judge and count: eval (run the programs) and report (pass@k)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from apps_hpc.cli.common import CONTEXT, dispatch, parse_ks, quiet_option
+from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.report import ReportConfig
+
+LIMITS = Limits()
+
+
+@click.command("eval", context_settings=CONTEXT)
+@click.option("--samples", required=True, type=click.Path(path_type=Path), help="Samples JSONL.")
+@click.option(
+    "--apps",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="APPS rows: a .jsonl, a folder with test.jsonl/train.jsonl, or parquet.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results JSONL (appended; re-running resumes).",
+)
+@click.option(
+    "--workers",
+    default=0,
+    show_default="CPUs granted",
+    type=click.IntRange(0),
+    help="Warm sandbox workers.",
+)
+@click.option("--all-tests", is_flag=True, help="Run every test, even after a failure.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default=None,
+    help="Split of the APPS rows when the file name does not say it.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Count and report bad APPS rows, not fail.")
+@click.option(
+    "--timeout",
+    default=LIMITS.test_timeout_s,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="CPU seconds per test (the reference's 4 s).",
+)
+@click.option(
+    "--budget",
+    default=LIMITS.program_budget_s,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="CPU seconds for all tests of one program (the reference's 10 s + 1).",
+)
+@click.option(
+    "--memory-mb",
+    default=LIMITS.memory_mb,
+    show_default=True,
+    type=click.IntRange(64),
+    help="Address-space limit per program.",
+)
+@click.option("--no-recheck", is_flag=True, help="Record a timeout without running it again.")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/S",
+    help="Evaluate samples I, I+S, ... into <out>/shard-I-of-S.jsonl (merged into "
+    "--out when every shard is done).",
+)
+@quiet_option()
+def eval_cmd(
+    timeout: float,
+    budget: float,
+    memory_mb: int,
+    no_recheck: bool,
+    shard: str | None,
+    quiet: bool,
+    **flags: object,
+) -> None:
+    """Run every sampled program against its APPS tests, sandboxed.
+
+    \b
+    Example:
+      apps-hpc eval --samples samples/sft.jsonl --apps data/apps --out results/sft.jsonl
+    """
+    import dataclasses
+
+    from apps_hpc.evaluate import EvalConfig
+    from apps_hpc.shards import parse_shard
+
+    limits = dataclasses.replace(
+        LIMITS, test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb
+    )
+    cfg = EvalConfig(
+        **flags,  # type: ignore[arg-type]
+        recheck_timeouts=not no_recheck,
+        limits=limits,
+        progress=not quiet,
+        shard=parse_shard(shard) if shard else None,
+    )
+    dispatch("eval", cfg)
+
+
+def _show_report(fmt: str) -> object:
+    def show(folder: Path) -> None:
+        name = "summary.json" if fmt == "json" else "summary.md"
+        click.echo((folder / name).read_text(encoding="utf-8"), nl=False)
+        click.echo(f"report written to {folder}", err=True)
+
+    return show
+
+
+@click.command("report", context_settings=CONTEXT)
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="What to print.",
+)
+@click.option(
+    "--k",
+    "ks",
+    default=",".join(str(k) for k in ReportConfig.ks),
+    show_default=True,
+    callback=lambda c, p, v: parse_ks(v),
+    help="Comma-separated k values.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report folder (default: <experiment>/report, else ./report).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip pass_at_k.png.")
+def report_cmd(
+    results: tuple[Path, ...], fmt: str, ks: tuple[int, ...], out: Path | None, no_plot: bool
+) -> None:
+    """pass@k by difficulty for one or more results files, side by side with deltas.
+
+    \b
+    Example:
+      apps-hpc report results/base.jsonl results/sft.jsonl --k 1,5,10
+    """
+    cfg = ReportConfig(results=list(results), out=out, ks=ks, plot=not no_plot)
+    dispatch("report", cfg, _show_report(fmt))  # type: ignore[arg-type]
+
+
+COMMANDS = [eval_cmd, report_cmd]

@@ -1,0 +1,253 @@
+"""The stage commands that build a model's inputs and outputs: prepare, train, sample,
+merge-samples, tiny-model. Each builds its stage config (from the experiment, through
+`apps_hpc.stage_configs`, with its flags as overrides) and hands it to `dispatch`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from apps_hpc.cli.common import (
+    CONTEXT,
+    config_option,
+    dispatch,
+    quiet_option,
+    sets_option,
+)
+from apps_hpc.config import PrepareSection, SampleSection
+from apps_hpc.prepare import PrepareConfig
+
+
+def _show_prepared(stats: bool) -> object:
+    def show(folder: Path) -> None:
+        if stats:
+            click.echo((folder / "stats.json").read_text(encoding="utf-8"), nl=False)
+        click.echo(str(folder))
+
+    return show
+
+
+@click.command("prepare", context_settings=CONTEXT)
+@click.option(
+    "--apps",
+    default=None,
+    help="APPS: a folder with train.jsonl/test.jsonl, one such "
+    "file, parquet, or a hub dataset name (online). Default: the experiment's.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data folder. Default: <experiment>/data.",
+)
+@config_option(what=" (its `prepare` section gives the defaults)")
+@click.option(
+    "--max-per-problem",
+    type=click.IntRange(1),
+    default=None,
+    help="At most this many solutions per train problem (seeded choice).",
+)
+@click.option(
+    "--seed", type=int, default=None, help=f"Seed for --max-per-problem ({PrepareSection.seed})."
+)
+@click.option(
+    "--dataset-name", default=None, help=f"dataset_info.json entry ({PrepareSection.dataset_name})."
+)
+@click.option("--stats", is_flag=True, help="Also write and print stats.json.")
+@click.option("--tokenizer", default=None, help="Tokenizer for --stats token lengths.")
+@click.option(
+    "--cutoff-len",
+    default=PrepareConfig.cutoff_len,
+    show_default=True,
+    type=click.IntRange(1),
+    help="For --stats: count the examples this would truncate.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Count and report bad rows, not fail.")
+def prepare_cmd(config: Path | None, **flags: object) -> None:
+    """APPS rows -> LlamaFactory SFT dataset, dataset_info.json and prompts.jsonl.
+
+    \b
+    Example:
+      apps-hpc prepare --apps ../shared/apps --out experiments/demo/data --stats
+    """
+    from apps_hpc import stage_configs as sc
+    from apps_hpc.config import load_experiment
+
+    cfg = sc.prepare_config(load_experiment(config), **flags)
+    dispatch("prepare", cfg, _show_prepared(cfg.stats))  # type: ignore[arg-type]
+
+
+@click.command("train", context_settings=CONTEXT)
+@config_option(required=True)
+@sets_option()
+def train_cmd(config: Path, sets: tuple[str, ...]) -> None:
+    """Fine-tune with `llamafactory-cli train` (FORCE_TORCHRUN, resumes from checkpoints).
+
+    \b
+    Example:
+      apps-hpc train --config configs/experiments/dscoder_apps.yaml
+    """
+    from apps_hpc.config import load_experiment, parse_sets
+
+    dispatch("train", load_experiment(config, parse_sets(sets)))
+
+
+@click.command("tiny-model", context_settings=CONTEXT)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder.")
+def tiny_model_cmd(out: Path) -> None:
+    """Build a tiny random Llama + byte-level BPE tokenizer locally (deepseek-coder chat
+    format, <|EOT|>), for tests and the laptop demo.
+
+    \b
+    Example:
+      apps-hpc tiny-model --out experiments/tiny-model
+    """
+    from apps_hpc.tiny_model import tiny_model
+
+    click.echo(str(tiny_model(out)))
+
+
+def _sampling_options(command: click.Command) -> click.Command:
+    """--n, --max-tokens, --temperature, --top-p, --seed; defaults: the experiment's."""
+    d = SampleSection
+    for option in reversed(
+        [
+            click.option(
+                "--n",
+                "n",
+                type=click.IntRange(1),
+                default=None,
+                help=f"Completions per problem ({d.n}).",
+            ),
+            click.option(
+                "--max-tokens",
+                type=click.IntRange(1),
+                default=None,
+                help=f"Per completion ({d.max_tokens}).",
+            ),
+            click.option("--temperature", type=float, default=None, help=f"{d.temperature}"),
+            click.option("--top-p", type=float, default=None, help=f"{d.top_p}"),
+            click.option(
+                "--seed",
+                type=int,
+                default=None,
+                help=f"{d.seed}; each problem's seed derives from it.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command("sample", context_settings=CONTEXT)
+@click.option("--model", default=None, help="Model folder or hub id. Default: the experiment's.")
+@click.option(
+    "--prompts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="prompts.jsonl from prepare. Default: <experiment>/data/prompts.jsonl.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Shard folder (samples/<model>/). Default: <experiment>/samples/<name>.",
+)
+@config_option(what=" (its `sample` section gives the defaults)")
+@click.option(
+    "--engine",
+    type=click.Choice(["vllm", "transformers"]),
+    default=None,
+    help=f"Default: the experiment's ({SampleSection.engine}).",
+)
+@_sampling_options
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/S",
+    help="This shard (default: the SLURM array task, else 0/1).",
+)
+@click.option(
+    "--gpus",
+    type=click.Choice(["all"]),
+    default=None,
+    help="all: one spawned worker per replica on this node.",
+)
+@click.option(
+    "--gpus-per-model",
+    type=click.IntRange(1),
+    default=None,
+    help=f"GPUs per replica (tensor parallel inside it; {SampleSection.gpus_per_model}).",
+)
+@click.option(
+    "--model-name", default=None, help="The samples' model field (default: --out's name)."
+)
+@quiet_option()
+def sample_cmd(
+    model: str | None,
+    config: Path | None,
+    out: Path | None,
+    model_name: str | None,
+    shard: str | None,
+    quiet: bool,
+    **flags: object,
+) -> None:
+    """Generate n completions per prompt and extract the programs (resumable shards).
+
+    \b
+    Example:
+      apps-hpc sample --model experiments/x/train --prompts experiments/x/data/prompts.jsonl \\
+        --out experiments/x/samples/sft --engine vllm --gpus all
+    """
+    from apps_hpc import stage_configs as sc
+    from apps_hpc.config import Sampling, load_experiment
+    from apps_hpc.shards import parse_shard
+
+    exp = load_experiment(config)
+    names = [f.name for f in dataclasses.fields(Sampling)]
+    sampling = sc.sampling_with(exp, **{k: flags.pop(k) for k in names})
+    name = model_name or (out.name if out else "model")
+    cfg = sc.sample_config(
+        exp,
+        name,
+        model or exp.model,
+        out=out,
+        sampling=sampling,
+        shard=parse_shard(shard) if shard else None,
+        progress=not quiet,
+        **flags,
+    )
+    # Only an experiment's own run records its throughput in the experiment's manifest.
+    cfg = dataclasses.replace(cfg, model_name=model_name, manifest=cfg.manifest if config else None)
+    dispatch("sample", cfg)
+
+
+@click.command("merge-samples", context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Merged samples file (default: <folder>.jsonl).",
+)
+@click.option(
+    "--prompts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="prompts.jsonl: also check that every shard is complete.",
+)
+def merge_samples_cmd(folder: Path, out: Path | None, prompts: Path | None) -> None:
+    """Join the shard files of a samples folder; a missing or incomplete shard is named.
+
+    \b
+    Example:
+      apps-hpc merge-samples experiments/x/samples/sft --prompts experiments/x/data/prompts.jsonl
+    """
+    from apps_hpc.sample import merge_samples
+
+    click.echo(str(merge_samples(folder, out, prompts)))
+
+
+COMMANDS = [prepare_cmd, train_cmd, tiny_model_cmd, sample_cmd, merge_samples_cmd]
