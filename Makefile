@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint format bench clean demo image sif lock flash-attn-sha
+.PHONY: install test test-fast lint format bench clean demo image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(BIN)/python  ## the package (editable) with its dev tools and the tra
 
 test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the tests not marked slow (no real cluster, no real training): under 2 minutes
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check apps_hpc tests benchmarks docker

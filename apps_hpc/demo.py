@@ -4,14 +4,13 @@ when one answers). Re-running resumes: finished stages are skipped."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from apps_hpc.config import find_config, load_experiment, parse_sets
+from apps_hpc.launch import slurm
 from apps_hpc.launch.cli_support import submit_pipeline
 
 BUNDLED_APPS = Path(__file__).resolve().parent / "data" / "mini_apps"
@@ -20,11 +19,8 @@ BUNDLED_APPS = Path(__file__).resolve().parent / "data" / "mini_apps"
 def pick_cluster(choice: str) -> str:
     if choice != "auto":
         return choice
-    if shutil.which("scontrol"):
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-        if ping.returncode == 0 and "UP" in ping.stdout:
-            return "slurm-default"
-    return "local"
+    up, _ = slurm.ping(timeout_s=30)
+    return "slurm-default" if up else "local"
 
 
 def _tiny_model(path: Path, say: Callable[[str], None]) -> None:

@@ -14,6 +14,7 @@ copied into `<experiment>/report/`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ import yaml
 from apps_hpc.config import Experiment
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.schedenv import rendezvous
+
+log = logging.getLogger(__name__)
 
 REPORT_FILES = ("training_loss.png", "train_results.json", "all_results.json", "trainer_log.jsonl")
 
@@ -132,7 +135,7 @@ def train(exp: Experiment) -> Path:
     config = write_config(exp)
     resume = newest_checkpoint(exp.train_dir)
     if resume is not None:
-        print(f"resuming from {resume}", file=sys.stderr)
+        log.info("resuming from %s", resume)
     env = launch_env(exp)
     proc = subprocess.run([*_cli(), "train", str(config)], env=env, cwd=exp.train_dir)
     if proc.returncode != 0:

@@ -1,10 +1,8 @@
 """The `slurm_cluster` fixture: a throwaway single-node SLURM cluster for the tests.
 
-Import it where it is needed (conftest.py or a test module):
-
-    from slurm_cluster import slurm_cluster  # noqa: F401
-
-It runs `slurm/local-cluster.sh start` (as root; about 5 s from cold) once per session and
+`tests/conftest.py` provides it to every test; a test that asks for it (or a module with
+`pytestmark = pytest.mark.usefixtures("slurm_cluster")`) gets the cluster. It runs
+`slurm/local-cluster.sh start` (as root; about 5 s from cold) once per session and
 stops the cluster at the end only if it started it. Without root or the SLURM packages it
 skips (fails when $CI is set). The cluster: name "appshpc", one node with 4 CPUs and 2 fake
 GPUs (gres gpu:2), default partition "debug", accounting through slurmdbd (so `sacct` knows

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli as _cli
 
 from apps_hpc.config import REPO_ROOT, load_experiment, parse_sets
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.schedenv import first_host, rendezvous
 from apps_hpc.train import launch_env, newest_checkpoint, render
+from tests.helpers import run_cli as _cli
 
 LF_YAML = REPO_ROOT / "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
 DS_JSON = REPO_ROOT / "configs/deepspeed/ds_z3_config.json"

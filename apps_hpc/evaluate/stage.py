@@ -3,7 +3,7 @@ appended as problems finish, resumable after a kill."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +19,8 @@ from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.records import AppendLog, ResultRecord, SampleRecord, Verdict, read_samples
 from apps_hpc.schedenv import cpus_granted
 from apps_hpc.shards import Shard, assign, merge_shards, shard_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,16 +103,11 @@ def _record(item: _Pending) -> ResultRecord:
     )
 
 
-def _done_keys(log: AppendLog) -> set[tuple[str, str, int]]:
+def _done_keys(results: AppendLog) -> set[tuple[str, str, int]]:
     keys = set()
-    for _, rec in log.records:
+    for _, rec in results.records:
         keys.add((rec.get("model"), rec.get("split", "test"), rec.get("problem_id")))
     return keys
-
-
-def _say(cfg: EvalConfig, text: str) -> None:
-    if cfg.progress:
-        print(text, file=sys.stderr)
 
 
 def shard_path(out: Path, shard: Shard) -> Path:
@@ -128,20 +125,20 @@ def evaluate(cfg: EvalConfig) -> Path:
     shard's file)."""
     problems, load = load_problems(cfg.apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
-        _say(cfg, f"skipped {len(load.skipped)} bad APPS rows; first: {load.skipped[0]}")
+        log.warning("skipped %d bad APPS rows; first: %s", len(load.skipped), load.skipped[0])
     all_samples = read_samples(cfg.samples)
     samples = assign(all_samples, cfg.shard) if cfg.shard else all_samples
     out = shard_path(cfg.out, cfg.shard) if cfg.shard else cfg.out
-    log = AppendLog(out)
-    if log.repaired:
-        _say(cfg, f"{out}: dropped a half-written last line; that problem is redone")
-    done = _done_keys(log)
+    results = AppendLog(out)
+    if results.repaired:
+        log.warning("%s: dropped a half-written last line; that problem is redone", out)
+    done = _done_keys(results)
     todo = [s for s in samples if s.key not in done]
     pending = _match(todo, problems, cfg)
-    _say(cfg, f"{len(samples) - len(todo)} problems already in {out}, {len(todo)} to do")
+    log.info("%d problems already in %s, %d to do", len(samples) - len(todo), out, len(todo))
     for item in [p for p in pending if not p.sample.codes]:
-        log.append(_record(item).to_json())
-    _run(cfg, [p for p in pending if p.sample.codes], log)
+        results.append(_record(item).to_json())
+    _run(cfg, [p for p in pending if p.sample.codes], results)
     if cfg.shard is None:
         return out
     if shard_status(cfg.out.with_suffix(""), _keys(all_samples)):
@@ -149,7 +146,13 @@ def evaluate(cfg: EvalConfig) -> Path:
     return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples))
 
 
-def _run(cfg: EvalConfig, pending: list[_Pending], log: AppendLog) -> None:
+def _log_sandbox(workers: int, network: str, user: str) -> None:
+    """Always said, warnings included, whatever the progress setting."""
+    line = f"{workers} workers; sandbox network: {network}; user: {user}"
+    (log.warning if "unavailable" in network else log.info)(line)
+
+
+def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
     jobs = _jobs(pending)
     if not jobs:
         return
@@ -167,16 +170,16 @@ def _run(cfg: EvalConfig, pending: list[_Pending], log: AppendLog) -> None:
             total=len(jobs), unit="prog", desc="eval", disable=not cfg.progress, smoothing=0.05
         ) as bar,
     ):
-        _say(cfg, f"{options.workers} workers; sandbox network: {pool.network}; user: {pool.user}")
+        _log_sandbox(options.workers, pool.network, pool.user)
         for job, result in pool.run(jobs):
             item = pending[job.tag]
             item.results[job.code] = result
             item.left -= 1
             if item.left == 0:
-                log.append(_record(item).to_json())
+                results.append(_record(item).to_json())
             bar.update(1)
     elapsed = time.monotonic() - start
-    _say(cfg, f"evaluated {len(jobs)} programs in {elapsed:.1f}s ({len(jobs) / elapsed:.1f}/s)")
+    log.info("evaluated %d programs in %.1fs (%.1f/s)", len(jobs), elapsed, len(jobs) / elapsed)
 
 
 def merge_results(cfg: EvalConfig) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import submitit
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.launch import slurm
 from apps_hpc.launch.profiles import Profile
 from apps_hpc.stages import get
 
@@ -54,14 +54,11 @@ def check_submittable(profile: Profile) -> None:
         raise AppsHpcError(f"{profile.source}: image {profile.image} does not exist")
     if profile.executor != "slurm":
         return
-    if shutil.which("sbatch") is None:
+    if not slurm.has_sbatch():
         raise AppsHpcError(f"cluster profile {profile.name!r}: sbatch not found on this machine")
-    import subprocess
-
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=60)
-    if ping.returncode != 0 or "UP" not in ping.stdout:
-        text = (ping.stdout + ping.stderr).strip().replace("\n", " ")
-        raise AppsHpcError(f"SLURM controller unreachable: {text or 'scontrol ping failed'}")
+    up, said = slurm.ping()
+    if not up:
+        raise AppsHpcError(f"SLURM controller unreachable: {said}")
 
 
 def slurm_parameters(
@@ -111,14 +108,7 @@ def make_executor(
 def dry_run_text(executor: submitit.Executor, array: int | None) -> str:
     """The sbatch script (SLURM) or the parameters (local) a submission would use."""
     if isinstance(executor, submitit.SlurmExecutor):
-        params = dict(executor.parameters)
-        if array:
-            params["map_count"] = array
-        from submitit.slurm.slurm import _make_sbatch_string
-
-        return _make_sbatch_string(
-            command=executor._submitit_command_str, folder=executor.folder, **params
-        )
+        return slurm.sbatch_text(executor, array)
     return (
         json.dumps(
             {"executor": "local", "array": array, **executor.parameters},

@@ -6,12 +6,12 @@ import glob
 import json
 import os
 import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.launch import slurm
 
 
 @dataclass(frozen=True)
@@ -29,56 +29,6 @@ def load_jobs(root: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         raise AppsHpcError(f"{root}: no manifest.json (nothing was submitted here)")
     return json.loads(path.read_text()).get("jobs", {})
-
-
-def sacct(ids: list[str]) -> dict[str, tuple[str, str]]:
-    """job id -> (state, elapsed), from accounting (array tasks included)."""
-    if not ids:
-        return {}
-    out = subprocess.run(
-        ["sacct", "-n", "-P", "-X", "-o", "JobID,State,Elapsed", "-j", ",".join(ids)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    found = {}
-    for line in out.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3:
-            found[parts[0]] = (parts[1].split()[0], parts[2])
-    return found
-
-
-def _local_state(folder: str, job_id: str) -> str:
-    result = Path(folder) / f"{job_id}_0_result.pkl"
-    if result.exists():
-        import pickle
-
-        outcome = pickle.loads(result.read_bytes())[0]
-        return "COMPLETED" if outcome == "success" else "FAILED"
-    try:
-        os.kill(int(job_id), 0)
-        return "RUNNING"
-    except (OSError, ValueError):
-        return "UNKNOWN"
-
-
-def _combine(states: list[str]) -> str:
-    """One state for an array: the worst one that matters."""
-    for state in (
-        "FAILED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "CANCELLED",
-        "RUNNING",
-        "REQUEUED",
-        "PENDING",
-        "UNKNOWN",
-    ):
-        if state in states:
-            return state
-    return states[0] if states else "UNKNOWN"
 
 
 def _count_lines(pattern: str) -> int:
@@ -122,15 +72,15 @@ def progress_of(spec: dict[str, Any]) -> str:
 def stage_statuses(root: Path) -> list[StageStatus]:
     jobs = load_jobs(root)
     slurm_ids = [i for rec in jobs.values() if rec.get("executor") == "slurm" for i in rec["ids"]]
-    acct = sacct(slurm_ids)
+    acct = slurm.sacct(slurm_ids)
     rows = []
     for key, rec in jobs.items():
         if rec.get("executor") == "slurm":
             found = [acct.get(i, ("PENDING", "00:00:00")) for i in rec["ids"]]
-            state = _combine([s for s, _ in found])
+            state = slurm.combine([s for s, _ in found])
             elapsed = max((e for _, e in found), default="-")
         elif rec["ids"]:
-            state = _combine([_local_state(rec["folder"], i) for i in rec["ids"]])
+            state = slurm.combine([slurm.local_job_state(rec["folder"], i) for i in rec["ids"]])
             elapsed = "-"
         else:
             state, elapsed = rec.get("state", "UNKNOWN"), "-"
@@ -146,7 +96,7 @@ def format_statuses(rows: list[StageStatus]) -> str:
         lines.append(
             f"{r.key:<18} {ids or '-':<22} {r.state:<11} {r.elapsed:<10} {r.progress:<14} {r.log}"
         )
-    failed = [r for r in rows if r.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")]
+    failed = [r for r in rows if slurm.is_failure(r.state)]
     for r in failed:
         lines.append(f"stage {r.key} failed: see {r.log}")
     return "\n".join(lines) + "\n"
@@ -155,14 +105,12 @@ def format_statuses(rows: list[StageStatus]) -> str:
 def cancel(root: Path) -> list[str]:
     """Cancel every job of the experiment; return the ids."""
     jobs = load_jobs(root)
-    slurm = [i for rec in jobs.values() if rec.get("executor") == "slurm" for i in rec["ids"]]
-    if slurm:
-        masters = sorted({i.split("_", 1)[0] for i in slurm})
-        subprocess.run(["scancel", *masters], check=False)
+    slurm_ids = [i for rec in jobs.values() if rec.get("executor") == "slurm" for i in rec["ids"]]
+    slurm.scancel(slurm_ids)
     local = [i for rec in jobs.values() if rec.get("executor") == "local" for i in rec["ids"]]
     for job_id in local:
         try:
             os.kill(int(job_id), signal.SIGTERM)
         except (OSError, ValueError):
             pass
-    return slurm + local
+    return slurm_ids + local

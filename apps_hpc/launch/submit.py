@@ -3,7 +3,7 @@ executor run in dependency order. Every job id goes into `<experiment>/manifest.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -12,6 +12,7 @@ from pathlib import Path
 import submitit
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.launch import slurm
 from apps_hpc.launch.executor import (
     check_submittable,
     dry_run_text,
@@ -20,20 +21,11 @@ from apps_hpc.launch.executor import (
 )
 from apps_hpc.launch.plan import Step
 from apps_hpc.launch.profiles import Profile
-from apps_hpc.launch.status import is_complete, sacct
+from apps_hpc.launch.status import is_complete
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.manifest import update_manifest
 
-TERMINAL = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "BOOT_FAIL",
-    "DEADLINE",
-}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,10 +35,6 @@ class Launch:
     wait: bool = False
     dry_run: bool = False
     gpus_per_model: int = 1
-
-
-def _master(job: submitit.Job) -> str:
-    return str(job.job_id).split("_", 1)[0]
 
 
 def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
@@ -92,12 +80,8 @@ def dry_run(launch: Launch, steps: list[Step]) -> str:
     return "".join(parts)
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def _skip(launch: Launch, step: Step) -> None:
-    _say(f"skip {step.key}: already done")
+    log.info(f"skip {step.key}: already done")
     update_manifest(
         launch.root / "manifest.json",
         ["jobs", step.key],
@@ -121,13 +105,10 @@ def _submit_chained(launch: Launch, steps: list[Step]) -> dict[str, list[submiti
             skipped.add(step.key)
             _skip(launch, step)
             continue
-        dep = ":".join(_master(jobs[d][0]) for d in step.deps if d in jobs)
+        dep = ":".join(slurm.master_id(jobs[d][0].job_id) for d in step.deps if d in jobs)
         jobs[step.key] = _submit_step(launch, step, f"afterok:{dep}" if dep else None)
         _record(launch, step, jobs[step.key])
-        print(
-            f"submitted {step.key}: {', '.join(str(j.job_id) for j in jobs[step.key])}",
-            file=sys.stderr,
-        )
+        log.info("submitted %s: %s", step.key, ", ".join(str(j.job_id) for j in jobs[step.key]))
     return jobs
 
 
@@ -158,7 +139,7 @@ def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.
             if key not in done and key not in failed and _finished(js):
                 (failed if _failed(js) else done).add(key)
                 outcome = "FAILED, see " + str(js[0].paths.stdout) if key in failed else "done"
-                _say(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
+                log.info(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
         for step in list(pending):
             if any(d in failed for d in step.deps):
                 failed.add(step.key)
@@ -184,14 +165,14 @@ def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.
                 jobs[step.key] = _submit_step(launch, step, None)
                 started[step.key] = time.monotonic()
                 _record(launch, step, jobs[step.key])
-                _say(f"started {step.key} (log: {jobs[step.key][0].paths.stdout})")
+                log.info(f"started {step.key} (log: {jobs[step.key][0].paths.stdout})")
         time.sleep(0.2)
     while not all(_finished(js) for js in jobs.values()):
         time.sleep(0.2)
     for key, js in jobs.items():
         if key not in done and key not in failed:
             outcome = "FAILED, see " + str(js[0].paths.stdout) if _failed(js) else "done"
-            _say(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
+            log.info(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
     return jobs
 
 
@@ -211,7 +192,7 @@ def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
     if launch.profile.executor == "local":
         bad = [key for key, js in jobs.items() if _failed(js)]
     elif launch.wait:
-        states = wait_slurm([i for key_ids in ids.values() for i in key_ids])
+        states = slurm.wait([i for key_ids in ids.values() for i in key_ids])
         bad = [
             key
             for key, key_ids in ids.items()
@@ -222,16 +203,6 @@ def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
             f"stage(s) failed: {', '.join(bad)}; see `apps-hpc status {launch.root}`"
         )
     return ids
-
-
-def wait_slurm(ids: list[str], poll_s: float = 2.0) -> dict[str, str]:
-    """Poll accounting until every job is in a final state; return the states. (A
-    requeued job is PENDING again, so it is waited for.)"""
-    while True:
-        states = {i: state for i, (state, _) in sacct(ids).items()}
-        if all(states.get(i) in TERMINAL for i in ids):
-            return states
-        time.sleep(poll_s)
 
 
 __all__ = ["Launch", "dry_run", "submit"]

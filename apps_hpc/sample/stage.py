@@ -9,9 +9,9 @@ shards are merged into `<out>.jsonl`.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +27,8 @@ from apps_hpc.records import AppendLog, iter_jsonl
 from apps_hpc.sample.engines import EngineOptions, Request, make_engine
 from apps_hpc.schedenv import array_task, visible_gpus
 from apps_hpc.shards import Shard, assign, merge_shards, problem_seed, shard_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -198,7 +200,7 @@ def sample(cfg: SampleConfig) -> Path:
         shard = cfg.shard or (Shard(*task) if task else Shard(0, 1))
         all_stats = [run_shard(cfg, shard)]
     for stats in all_stats:
-        print(_throughput_line(stats), file=sys.stderr)
+        log.info(_throughput_line(stats))
         update_manifest(
             cfg.manifest or cfg.out / "manifest.json",
             ["sample", cfg.name, "throughput", stats["shard"]],

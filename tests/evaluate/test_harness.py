@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import run_one
-
 from apps_hpc.records import Verdict
+from tests.helpers import run_one
 
 ECHO_TESTS = (["3\n"], ["3\n"])
 

@@ -8,6 +8,7 @@ import sys
 from click.testing import CliRunner
 
 from apps_hpc.cli import cli
+from tests.helpers import REPO
 
 
 def test_python_dash_m_and_short_help() -> None:
@@ -24,8 +25,7 @@ def test_every_command_has_help_with_an_example() -> None:
 
 
 def test_readme_documents_every_command() -> None:
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     for name in cli.commands:
         assert f"apps-hpc {name}" in readme, name

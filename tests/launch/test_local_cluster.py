@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import SCRIPT, SlurmCluster, slurm_cluster  # noqa: F401
+
+from tests.slurm_cluster import SCRIPT, SlurmCluster
 
 POLL_S = 0.5
 TIMEOUT_S = 60
@@ -60,13 +61,13 @@ def _output(tmp_path: Path, job_id: int) -> str:
     return (tmp_path / f"{job_id}.out").read_text()
 
 
-def test_batch_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811
+def test_batch_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     job_id = _sbatch(tmp_path, "--wrap", "echo hi")
     assert _wait_final(job_id) == "COMPLETED"
     assert _output(tmp_path, job_id).strip() == "hi"
 
 
-def test_fake_gpus_are_bound(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811
+def test_fake_gpus_are_bound(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     show = "echo CVD=$CUDA_VISIBLE_DEVICES"
     one = _sbatch(tmp_path, "--gres=gpu:1", "--wrap", show)
     both = _sbatch(tmp_path, "--gpus=2", "--wrap", show)
@@ -77,7 +78,7 @@ def test_fake_gpus_are_bound(slurm_cluster: SlurmCluster, tmp_path: Path) -> Non
 
 
 def test_cancelled_pending_job_is_cancelled_in_sacct(
-    slurm_cluster: SlurmCluster,  # noqa: F811
+    slurm_cluster: SlurmCluster,
     tmp_path: Path,
 ) -> None:
     job_id = _sbatch(tmp_path, "--hold", "--wrap", "true")

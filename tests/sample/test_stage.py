@@ -14,9 +14,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import read_jsonl, run_cli
 
 from apps_hpc.sample.engines import EngineOptions, Sampling, vllm_llm_kwargs, vllm_sampling_kwargs
+from tests.helpers import read_jsonl, run_cli
 
 pytest.importorskip("transformers", reason="the transformers engine needs the train extra")
 

@@ -10,18 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pipeline_args
-from conftest import run_cli as _cli
 
 from apps_hpc.config import load_experiment, parse_sets
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resources
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
+from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args
+from tests.helpers import run_cli as _cli
 
-HERE = Path(__file__).resolve().parent
-EXP = HERE / "data" / "experiment-cpu.yaml"
-DRYRUN = HERE / "data" / "dryrun"
+EXP = CPU_EXPERIMENT
 UPDATE = os.environ.get("APPS_HPC_UPDATE_REFERENCES") == "1"
 
 
@@ -91,7 +89,7 @@ def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
 def test_nonexistent_image_submits_nothing(tmp_path: Path) -> None:
     profile = tmp_path / "site.yaml"
     profile.write_text(
-        (HERE.parent / "configs/clusters/local.yaml")
+        (REPO / "configs/clusters/local.yaml")
         .read_text()
         .replace("image: null", f"image: {tmp_path}/missing.sif")
     )

@@ -11,12 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import pipeline_args, read_jsonl, run_cli
-from slurm_cluster import slurm_cluster  # noqa: F401
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-EXP = HERE / "data" / "experiment-cpu.yaml"
+from tests.helpers import CPU_EXPERIMENT, REPO, pipeline_args, read_jsonl, run_cli
+
+EXP = CPU_EXPERIMENT
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 

@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import FAST_LIMITS, run_one
 
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.records import Verdict
+from tests.helpers import FAST_LIMITS, run_one
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="the user switch needs root (CI runs as root)")

@@ -1,0 +1,136 @@
+"""Every call to the scheduler, and every use of submitit's internals, in one module.
+
+- SLURM commands: `scontrol ping` (is the controller up), `sacct` (states and elapsed
+  times from accounting, array tasks included), `scancel`.
+- The job-state vocabulary: which states are final, which are failures, and how the
+  states of an array's tasks combine into one.
+- submitit has no public API for two things we need: the sbatch text of a submission
+  without submitting it (`--dry-run`), and the outcome a finished local job left in its
+  result pickle (`apps-hpc status` after the local executor). Both are read here; a test
+  (`tests/launch/test_slurm_module.py`) fails loudly when a submitit upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import submitit
+from submitit.core.utils import JobPaths
+
+# Final states: a job in one of these will not run again (a requeued job is PENDING).
+TERMINAL = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "BOOT_FAIL",
+        "DEADLINE",
+    }
+)
+FAILURES = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
+# An array's state is the first of these that any task is in (worst first).
+SEVERITY = (*FAILURES, "CANCELLED", "RUNNING", "REQUEUED", "PENDING", "UNKNOWN")
+
+
+def combine(states: list[str]) -> str:
+    """One state for an array: the worst one that matters."""
+    for state in SEVERITY:
+        if state in states:
+            return state
+    return states[0] if states else "UNKNOWN"
+
+
+def is_failure(state: str) -> bool:
+    return state in FAILURES
+
+
+def ping(timeout_s: float = 60) -> tuple[bool, str]:
+    """Is a SLURM controller answering? (up, what `scontrol ping` said)."""
+    if shutil.which("scontrol") is None:
+        return False, "scontrol not found on this machine"
+    out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout_s)
+    text = (out.stdout + out.stderr).strip().replace("\n", " ")
+    return out.returncode == 0 and "UP" in out.stdout, text or "scontrol ping failed"
+
+
+def has_sbatch() -> bool:
+    return shutil.which("sbatch") is not None
+
+
+def sacct(ids: list[str]) -> dict[str, tuple[str, str]]:
+    """job id -> (state, elapsed), from accounting (array tasks included)."""
+    if not ids:
+        return {}
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "-o", "JobID,State,Elapsed", "-j", ",".join(ids)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = {}
+    for line in out.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            found[parts[0]] = (parts[1].split()[0], parts[2])
+    return found
+
+
+def wait(ids: list[str], poll_s: float = 2.0) -> dict[str, str]:
+    """Poll accounting until every job is in a final state; return the states. (A
+    requeued job is PENDING again, so it is waited for.)"""
+    while True:
+        states = {i: state for i, (state, _) in sacct(ids).items()}
+        if all(states.get(i) in TERMINAL for i in ids):
+            return states
+        time.sleep(poll_s)
+
+
+def master_id(job_id: str) -> str:
+    """An array task's id (`123_4`) -> the array's id (`123`)."""
+    return str(job_id).split("_", 1)[0]
+
+
+def scancel(ids: list[str]) -> None:
+    """Cancel jobs (an array task's id cancels its whole array)."""
+    masters = sorted({master_id(i) for i in ids})
+    if masters:
+        subprocess.run(["scancel", *masters], check=False)
+
+
+def sbatch_text(executor: submitit.SlurmExecutor, array: int | None) -> str:
+    """The sbatch script a submission would use (submitit internals)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = dict(executor.parameters)
+    if array:
+        params["map_count"] = array
+    command = executor._submitit_command_str
+    return _make_sbatch_string(command=command, folder=executor.folder, **params)
+
+
+def local_job_state(folder: str | Path, job_id: str) -> str:
+    """COMPLETED / FAILED from a finished local job's result pickle (submitit writes
+    `(outcome, value)` there), RUNNING while its process lives, else UNKNOWN."""
+    result = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
+    if result.exists():
+        outcome = pickle.loads(result.read_bytes())[0]
+        return "COMPLETED" if outcome == "success" else "FAILED"
+    try:
+        os.kill(int(job_id), 0)
+        return "RUNNING"
+    except (OSError, ValueError):
+        return "UNKNOWN"
+
+
+def job_logs(folder: str | Path, job_id: str) -> tuple[Path, Path]:
+    """(stdout, stderr) of a submitit job (task 0)."""
+    paths = JobPaths(folder, job_id=job_id, task_id=0)
+    return paths.stdout, paths.stderr

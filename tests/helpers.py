@@ -1,0 +1,62 @@
+"""What many tests share (import it: `from tests.helpers import run_cli`): paths, the
+fast sandbox limits, and ways to run the real CLI and the real evaluator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.pool import EvalPool, Job, ProgramResult
+from apps_hpc.evaluate.sandbox import Limits
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DATA = TESTS / "data"
+SHARED_APPS = REPO.parent / "shared" / "apps"
+CPU_EXPERIMENT = DATA / "experiment-cpu.yaml"
+DRYRUN = DATA / "dryrun"
+
+# Small limits keep hostile-program tests quick; the semantics do not change with them.
+FAST_LIMITS = Limits(test_timeout_s=1.0, program_budget_s=3.0, wall_factor=3.0, memory_mb=1024)
+
+
+def run_one(
+    pool: EvalPool, code: str, inputs: list, outputs: list, fn_name: str | None = None
+) -> ProgramResult:
+    """Evaluate one program in the sandbox pool (never in this process)."""
+    job = Job(
+        key=("t", hash((code, repr(inputs), repr(outputs), fn_name))),
+        code=code,
+        spec=TestSpec(fn_name, inputs, outputs),
+    )
+    [(_, result)] = list(pool.run([job]))
+    return result
+
+
+def run_cli(
+    *args: str, check: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m apps_hpc ARGS` in a real subprocess; with check, a failure shows stderr."""
+    r = subprocess.run(
+        [sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True, env=env
+    )
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def pipeline_args(root: Path, model: Path | None = None, apps: Path | None = None) -> list[str]:
+    """`submit pipeline` on the tiny CPU experiment, rooted at `root`."""
+    args = ["submit", "pipeline", "--config", str(CPU_EXPERIMENT), "--set", f"root={root}"]
+    if model is not None:
+        args += ["--set", f"model={model}"]
+    if apps is not None:
+        args += ["--set", f"apps={apps}"]
+    return args
