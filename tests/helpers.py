@@ -37,11 +37,15 @@ def run_one(
 
 
 def run_cli(
-    *args: str, check: bool = False, env: dict | None = None
+    *args: str, check: bool = False, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`python -m apps_hpc ARGS` in a real subprocess; with check, a failure shows stderr."""
     r = subprocess.run(
-        [sys.executable, "-m", "apps_hpc", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "apps_hpc", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
     )
     if check:
         assert r.returncode == 0, r.stderr[-3000:]

@@ -7,7 +7,7 @@
 - submitit has no public API for two things we need: the sbatch text of a submission
   without submitting it (`--dry-run`), and the outcome a finished local job left in its
   result pickle (`apps-hpc status` after the local executor). Both are read here; a test
-  (`tests/launch/test_slurm_module.py`) fails loudly when a submitit upgrade changes them.
+  (`tests/launch/test_submitit_internals.py`) fails loudly when a submitit upgrade changes them.
 """
 
 from __future__ import annotations
