@@ -139,16 +139,29 @@ def _show_report(fmt: str) -> object:
     help="Report folder (default: <experiment>/report, else ./report).",
 )
 @click.option("--no-plot", is_flag=True, help="Skip pass_at_k.png.")
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Report different problem sets, duplicate problems or n = 0 anyway (counts shown).",
+)
 def report_cmd(
-    results: tuple[Path, ...], fmt: str, ks: tuple[int, ...], out: Path | None, no_plot: bool
+    results: tuple[Path, ...],
+    fmt: str,
+    ks: tuple[int, ...],
+    out: Path | None,
+    no_plot: bool,
+    allow_partial: bool,
 ) -> None:
-    """pass@k by difficulty for one or more results files, side by side with deltas.
+    """pass@k by difficulty for one or more results files, side by side, with bootstrap
+    CIs and the paired Δ of each model against the first (same problems required).
 
     \b
     Example:
       apps-hpc report results/base.jsonl results/sft.jsonl --k 1,5,10
     """
-    cfg = ReportConfig(results=list(results), out=out, ks=ks, plot=not no_plot)
+    cfg = ReportConfig(
+        results=list(results), out=out, ks=ks, plot=not no_plot, allow_partial=allow_partial
+    )
     dispatch("report", cfg, _show_report(fmt))  # type: ignore[arg-type]
 
 
