@@ -62,6 +62,7 @@ def run_demo(
     say("")
     for name in ("training_loss.png", "pass_at_k.png"):
         say(f"plot: {report / name}")
+    say(f"page: {report / 'index.html'}")
     say(f"experiment: {exp.dir}")
     say(f"finished in {time.monotonic() - start:.0f}s")
     return exp.dir

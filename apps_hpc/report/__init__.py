@@ -2,9 +2,11 @@
 bootstrap CIs and the paired Δ of each model against the first.
 
 Writes `summary.md` (the table layout of DESIGN.md, then the CIs and the paired Δ),
-`summary.json` and `pass_at_k.png` into the report folder. Modules: `stats` (pure
-statistics), `load` (results files and the refusals of an unfair comparison), `summary`
-(the numbers), `tables` (Markdown), `plots` (PNGs).
+`summary.json`, `pass_at_k.png` and `index.html` (the self-contained page) into the
+report folder. Modules: `stats` (pure statistics), `load` (results files and the
+refusals of an unfair comparison), `summary` (the numbers), `tables` (Markdown), `plots`
+(PNGs), `experiment` (the experiment folder's other files), `timing` (the manifest),
+`browse` (the problem browser's data), `page` (the HTML; `page.css`, `page.js`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.errors import AppsHpcError
-from apps_hpc.report.load import load_models
-from apps_hpc.report.plots import plot_pass_at_k
+from apps_hpc.report.experiment import read_experiment
+from apps_hpc.report.load import ModelResults, load_models
+from apps_hpc.report.page import PageInput, render
+from apps_hpc.report.plots import loss_curve_png, plot_pass_at_k
 from apps_hpc.report.stats import Bootstrap
 from apps_hpc.report.summary import summarize
 from apps_hpc.report.tables import markdown
@@ -30,6 +34,7 @@ class ReportConfig:
     plot: bool = True
     allow_partial: bool = False  # report different problem sets, duplicates, n = 0 anyway
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
+    page: bool = True  # index.html
 
     @property
     def folder(self) -> Path:
@@ -42,24 +47,45 @@ def default_out(first: Path) -> Path:
     return parent.parent / "report" if parent.name == "results" else Path("report")
 
 
-def build(cfg: ReportConfig) -> dict[str, Any]:
-    """summary.json's content, plus its Markdown under "markdown"."""
+def _models_and_data(cfg: ReportConfig) -> tuple[list[ModelResults], dict[str, Any]]:
     if not cfg.ks or any(k < 1 for k in cfg.ks):
         raise AppsHpcError(f"--k needs positive integers, got {list(cfg.ks)}")
     models, notes = load_models(cfg.results, cfg.ks, cfg.allow_partial)
-    data = summarize(models, cfg.ks, cfg.bootstrap, notes)
+    return models, summarize(models, cfg.ks, cfg.bootstrap, notes)
+
+
+def build(cfg: ReportConfig) -> dict[str, Any]:
+    """summary.json's content, plus its Markdown under "markdown"."""
+    _, data = _models_and_data(cfg)
     return {**data, "markdown": markdown(data)}
 
 
+def write_page(out: Path, data: dict[str, Any], models: list[ModelResults]) -> Path:
+    """index.html from the numbers, the experiment's files and the plots."""
+    files = read_experiment({m.name: m.source for m in models})
+    images = {}
+    if (out / "pass_at_k.png").is_file():
+        images["pass@k by difficulty (bars: 95% bootstrap CI)"] = (
+            out / "pass_at_k.png"
+        ).read_bytes()
+    title = f"apps-hpc report: {files.folder.name if files.folder else out.resolve().parent.name}"
+    page = render(PageInput(title, data, models, files, images, loss_curve_png(files.trainer_log)))
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 def report(cfg: ReportConfig) -> Path:
-    """Write summary.md, summary.json and pass_at_k.png; return the report folder."""
-    result = build(cfg)
+    """Write summary.md, summary.json, pass_at_k.png and index.html; return the folder."""
+    models, data = _models_and_data(cfg)
     out = cfg.folder
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(result.pop("markdown"), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(markdown(data), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if cfg.plot:
-        plot_pass_at_k(result, out / "pass_at_k.png")
+        plot_pass_at_k(data, out / "pass_at_k.png")
+    if cfg.page:
+        write_page(out, data, models)
     return out
 
 

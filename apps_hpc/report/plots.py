@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,33 @@ def plot_pass_at_k(data: dict[str, Any], path: Path) -> None:
     for ax, k in zip(axes[0], ks, strict=True):
         _bars(ax, data, k)
     axes[0][0].set_ylabel("pass@k (bars: 95% bootstrap CI)")
-    axes[0][-1].legend(loc="upper right", fontsize="small")
+    axes[0][0].legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def loss_curve_png(trainer_log: list[dict[str, Any]]) -> bytes | None:
+    """The training loss per logged step (LlamaFactory's trainer_log.jsonl) as PNG bytes."""
+    points = [
+        (r["current_steps"], r["loss"])
+        for r in trainer_log
+        if isinstance(r.get("current_steps"), (int, float))
+        and isinstance(r.get("loss"), (int, float))
+    ]
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(
+        [p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None
+    )
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("training loss (trainer_log.jsonl)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,122 @@
+"""What the HTML page shows beside the results, read from the experiment folder.
+
+The report is given results files; a file at `<exp>/results/<model>.jsonl` names its
+experiment folder, where the page finds `samples/<model>.jsonl` (the programs),
+`data/prompts.jsonl` (the problem statements), `train/trainer_log.jsonl` (the loss
+curve), `manifest.json` (jobs, throughput) and `experiment.yaml`. Each is optional: a
+missing or unreadable one is logged and its part of the page says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from apps_hpc.errors import AppsHpcError
+from apps_hpc.records import iter_jsonl, read_samples
+from apps_hpc.report.load import ProblemKey
+
+log = logging.getLogger(__name__)
+
+# submitit's log format: "submitit INFO (2024-05-01 12:00:00,123) - message"
+_SUBMITIT_LINE = re.compile(r"^submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\) - ")
+
+
+@dataclass
+class ExperimentFiles:
+    """The optional inputs of the page; `missing` names what was looked for and not found."""
+
+    folder: Path | None
+    codes: dict[str, dict[ProblemKey, list[str]]] = field(default_factory=dict)  # by model
+    prompts: dict[ProblemKey, str] = field(default_factory=dict)
+    trainer_log: list[dict[str, Any]] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    experiment_yaml: str | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+def experiment_folder(results: Path) -> Path | None:
+    """`<exp>` for `<exp>/results/<model>.jsonl`, else None."""
+    parent = results.resolve().parent
+    return parent.parent if parent.name == "results" else None
+
+
+def _optional(files: ExperimentFiles, path: Path, what: str) -> bool:
+    if path.is_file():
+        return True
+    files.missing.append(f"{what} ({path})")
+    return False
+
+
+def read_codes(samples: Path) -> dict[ProblemKey, list[str]]:
+    return {(s.split, s.problem_id): s.codes for s in read_samples(samples)}
+
+
+def read_prompts(path: Path) -> dict[ProblemKey, str]:
+    return {
+        (rec.get("split") or "test", rec["problem_id"]): rec.get("prompt", "")
+        for _, rec in iter_jsonl(path)
+        if isinstance(rec, dict) and "problem_id" in rec
+    }
+
+
+def read_trainer_log(path: Path) -> list[dict[str, Any]]:
+    return [rec for _, rec in iter_jsonl(path) if isinstance(rec, dict)]
+
+
+def _load(files: ExperimentFiles, path: Path, what: str, reader: Any) -> Any:
+    if not _optional(files, path, what):
+        return None
+    try:
+        return reader(path)
+    except (AppsHpcError, OSError, ValueError, KeyError) as exc:
+        log.warning("report page: %s unreadable, left out: %s", path, exc)
+        files.missing.append(f"{what} ({path}: unreadable)")
+        return None
+
+
+def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
+    """Everything the page can find for these models (name -> results file)."""
+    folder = experiment_folder(next(iter(results.values()))) if results else None
+    files = ExperimentFiles(folder)
+    for name, path in results.items():
+        exp = experiment_folder(path)
+        samples = (exp / "samples" if exp else path.parent) / path.name
+        codes = _load(files, samples, f"programs of {name}", read_codes)
+        files.codes[name] = codes or {}
+    if folder is None:
+        files.missing.append("the experiment folder (results are not in <exp>/results/)")
+        return files
+    files.prompts = _load(files, folder / "data" / "prompts.jsonl", "statements", read_prompts)
+    files.prompts = files.prompts or {}
+    train_log = folder / "train" / "trainer_log.jsonl"
+    if not train_log.is_file() and (folder / "report" / "trainer_log.jsonl").is_file():
+        train_log = folder / "report" / "trainer_log.jsonl"
+    files.trainer_log = _load(files, train_log, "training log", read_trainer_log) or []
+    reader = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
+    files.manifest = _load(files, folder / "manifest.json", "manifest", reader) or {}
+    text = lambda p: p.read_text(encoding="utf-8")  # noqa: E731
+    files.experiment_yaml = _load(files, folder / "experiment.yaml", "experiment.yaml", text)
+    return files
+
+
+def log_span(paths: list[str]) -> float | None:
+    """Seconds from the first to the last submitit line of these job logs; None if none."""
+    stamps: list[datetime] = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _SUBMITIT_LINE.match(line)
+            if match:
+                stamps.append(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+    if len(stamps) < 2:
+        return None
+    return (max(stamps) - min(stamps)).total_seconds()

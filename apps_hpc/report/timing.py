@@ -1,0 +1,102 @@
+"""What the manifest says about the run: each stage's jobs and wall time, sampling
+throughput per shard, eval programs/s, and the facts that identify the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from apps_hpc.report.experiment import ExperimentFiles, log_span
+from apps_hpc.report.load import ModelResults
+
+RUN_KEYS = ("image", "lock", "git", "commit", "revision", "version", "sha", "digest")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def stage_wall(entry: dict[str, Any]) -> float | None:
+    """The manifest's elapsed seconds if it has them, else the span of the job logs."""
+    if isinstance(entry.get("elapsed_s"), (int, float)):
+        return float(entry["elapsed_s"])
+    logs = entry.get("logs")
+    return log_span([str(p) for p in logs]) if isinstance(logs, list) else None
+
+
+def eval_rate(key: str, wall: float | None, models: list[ModelResults]) -> str:
+    """Programs per second of an `eval/<model>` step over its wall time."""
+    name = key.split("/", 1)[1] if key.startswith("eval/") else None
+    model = next((m for m in models if m.name == name), None)
+    if model is None or not wall:
+        return ""
+    programs = sum(len(r.verdicts) for r in model.records)
+    return f"{programs} programs, {programs / wall:.1f}/s"
+
+
+def stage_rows(manifest: dict[str, Any], models: list[ModelResults]) -> list[list[Any]]:
+    """[step, state, executor, jobs, submitted, wall time, rate] per manifest job entry."""
+    rows = []
+    for key, entry in (manifest.get("jobs") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        wall = stage_wall(entry)
+        rows.append(
+            [
+                key,
+                entry.get("state", "–"),
+                entry.get("executor", "–"),
+                ", ".join(entry.get("ids") or []) or "–",
+                entry.get("submitted", "–"),
+                duration(wall),
+                eval_rate(key, wall, models),
+            ]
+        )
+    return rows
+
+
+def throughput_rows(manifest: dict[str, Any]) -> list[list[Any]]:
+    """[model, shard, problems, completions, tokens, seconds, tokens/s] per sampling shard."""
+    rows = []
+    for model, entry in (manifest.get("sample") or {}).items():
+        shards = entry.get("throughput") if isinstance(entry, dict) else None
+        for shard, st in sorted((shards or {}).items()):
+            secs = st.get("seconds") or 0
+            rate = f"{st.get('tokens', 0) / secs:.1f}" if secs else "–"
+            row = [st.get(f, "–") for f in ("problems", "completions", "tokens", "seconds")]
+            rows.append([model, shard, *row, rate])
+    return rows
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif not isinstance(value, list):
+        out.append((prefix, value))
+
+
+def run_facts(files: ExperimentFiles) -> list[tuple[str, Any]]:
+    """(label, value): the folder, model and data of the config, and every manifest entry
+    naming an image, lock, commit, revision or version."""
+    facts: list[tuple[str, Any]] = [("experiment folder", files.folder or "–")]
+    try:
+        config = yaml.safe_load(files.experiment_yaml or "") or {}
+    except yaml.YAMLError:
+        config = {}
+    if isinstance(config, dict):
+        facts += [(k, config[k]) for k in ("name", "model", "apps") if k in config]
+    found: list[tuple[str, Any]] = []
+    for key, value in files.manifest.items():
+        if key not in ("jobs", "sample"):
+            _flatten(key, value, found)
+    wanted = [(k, v) for k, v in found if any(w in k.lower() for w in RUN_KEYS)]
+    if not wanted:
+        wanted = [("image, lock hash, git commit, revisions", "not recorded in manifest.json")]
+    return facts + wanted

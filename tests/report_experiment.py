@@ -1,0 +1,149 @@
+"""A small experiment folder written by hand in the records' shapes (results with the
+per-program failure detail, samples, prompts, trainer log, manifest with job logs), for
+the report tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DIFFS = ("introductory", "interview", "competition")
+VERDICT_CYCLE = ("wrong_answer", "runtime_error", "timeout", "compile_error")
+
+
+def _failure(verdict: str, pid: int, j: int) -> dict | None:
+    if verdict == "pass":
+        return None
+    if verdict == "wrong_answer":
+        return {
+            "test": 1,
+            "input": f"{pid} {j}\n",
+            "expected": f"{pid + j}",
+            "got": "0",
+            "error": None,
+        }
+    if verdict == "timeout":
+        return {"test": 0, "input": "9" * 20, "expected": "1", "got": None, "error": "timeout"}
+    error = (
+        "ZeroDivisionError: division by zero"
+        if verdict == "runtime_error"
+        else ("SyntaxError: invalid syntax")
+    )
+    return {"test": 0, "input": "1\n", "expected": "1", "got": None, "error": error}
+
+
+def solved_counts(model: str, problems: int) -> list[int]:
+    """c per problem: sft solves more, base solves a few sft does not."""
+    if model == "base":
+        return [(i * 3) % 4 if i % 5 else 0 for i in range(problems)]
+    return [min(10, (i * 3) % 4 + 2) if i % 5 != 3 else 0 for i in range(problems)]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def _model_files(exp: Path, model: str, problems: int, n: int) -> None:
+    samples, results = [], []
+    for pid, c in enumerate(solved_counts(model, problems)):
+        verdicts = ["pass"] * c + [VERDICT_CYCLE[(pid + j) % 4] for j in range(n - c)]
+        difficulty = DIFFS[pid % 3]
+        codes = [
+            f"# {model} program {j} for problem {pid}\nprint(int(input()) + {j})\n"
+            for j in range(n)
+        ]
+        base = {"problem_id": pid, "split": "test", "difficulty": difficulty, "model": model}
+        samples.append({**base, "codes": codes})
+        results.append(
+            {
+                **base,
+                "n": n,
+                "c": c,
+                "verdicts": verdicts,
+                "tests": [[v == "pass"] for v in verdicts],
+                "failures": [_failure(v, pid, j) for j, v in enumerate(verdicts)],
+            }
+        )
+    _write_jsonl(exp / "samples" / f"{model}.jsonl", samples)
+    _write_jsonl(exp / "results" / f"{model}.jsonl", results)
+
+
+def _job_log(exp: Path, name: str, start: str, end: str) -> str:
+    path = exp / "jobs" / f"{name}_0_log.out"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"submitit INFO ({start},000) - Starting with JobEnvironment(job_id={name})\n"
+        "some output\n"
+        f"submitit INFO ({end},500) - Exiting after successful completion\n"
+    )
+    return str(path)
+
+
+def _manifest(exp: Path) -> None:
+    jobs = {}
+    for i, key in enumerate(
+        ["prepare", "train", "sample/base", "eval/base", "sample/sft", "eval/sft", "report"]
+    ):
+        log = _job_log(exp, str(100 + i), f"2024-05-01 10:{i:02d}:00", f"2024-05-01 10:{i:02d}:42")
+        jobs[key] = {
+            "stage": key.split("/")[0],
+            "executor": "local",
+            "ids": [str(100 + i)],
+            "logs": [log],
+            "submitted": f"2024-05-01T10:{i:02d}:00+00:00",
+        }
+    throughput = {
+        "shard-0-of-2": {
+            "shard": "0/2",
+            "problems": 15,
+            "completions": 150,
+            "tokens": 30000,
+            "seconds": 60.0,
+        },
+        "shard-1-of-2": {
+            "shard": "1/2",
+            "problems": 15,
+            "completions": 150,
+            "tokens": 27000,
+            "seconds": 50.0,
+        },
+    }
+    manifest = {
+        "jobs": jobs,
+        "sample": {"sft": {"throughput": throughput}},
+        "run": {"git_commit": "abc1234", "image": "apps-hpc:0.1.0-abc1234"},
+    }
+    (exp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def make_experiment(root: Path, name: str = "demo", problems: int = 30, n: int = 10) -> Path:
+    """<root>/<name> with base and sft results; returns the experiment folder."""
+    exp = root / name
+    for model in ("base", "sft"):
+        _model_files(exp, model, problems, n)
+    prompts = [
+        {
+            "problem_id": pid,
+            "split": "test",
+            "difficulty": DIFFS[pid % 3],
+            "fn_name": None,
+            "prompt": f"Problem {pid}: read a number and print it plus one.",
+        }
+        for pid in range(problems)
+    ]
+    _write_jsonl(exp / "data" / "prompts.jsonl", prompts)
+    log = [
+        {
+            "current_steps": s,
+            "total_steps": 20,
+            "loss": round(3.0 / s, 4),
+            "epoch": s / 10,
+            "elapsed_time": f"0:00:{s:02d}",
+        }
+        for s in range(1, 21)
+    ]
+    _write_jsonl(exp / "train" / "trainer_log.jsonl", log)
+    _manifest(exp)
+    (exp / "experiment.yaml").write_text(f"name: {name}\nroot: {root}\nmodel: tiny-llama\n")
+    return exp
