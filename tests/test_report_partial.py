@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli
+from tests.report_experiment import make_experiment
 
 
 def write_results(path: Path, model: str, rows: list[tuple[int, str, int, int]]) -> Path:
@@ -122,3 +123,57 @@ def test_json_and_terminal_carry_the_cis_and_the_paired_delta(tmp_path: Path) ->
     only = data["paired"][0]["solved_only"]
     assert only["sft"]["total"] == ["test/0", "test/4", "test/8"] and only["base"]["total"] == []
     assert "only by sft: 3 (intro 1 / interview 1 / comp 1); only by base: 0" in r.stdout
+
+
+def test_aggregation_over_two_demo_experiments(tmp_path: Path) -> None:
+    root = tmp_path / "lustre"
+    first = make_experiment(root, "lr-2e-5")
+    make_experiment(root, "lr-1e-4")
+    run_cli(
+        "report",
+        str(first / "results" / "base.jsonl"),
+        str(first / "results" / "sft.jsonl"),
+        check=True,
+    )  # the first one has its own page; the second not yet
+    out = tmp_path / "agg"
+    r = run_cli("report", "--experiments", f"{root}/*", "--out", str(out), check=True)
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| lr-")]
+    assert len(rows) == 2 * 2 * 3  # (experiment, model) x k
+    data = json.loads((out / "summary.json").read_text())
+    assert [(row["experiment"], row["model"]) for row in data["rows"]] == [
+        ("lr-1e-4", "base"),
+        ("lr-1e-4", "sft"),
+        ("lr-2e-5", "base"),
+        ("lr-2e-5", "sft"),
+    ]
+    own = json.loads((first / "report" / "summary.json").read_text())["models"]["sft"]["total"]
+    row = data["rows"][3]["total"]
+    assert row["pass@1"] == own["pass@1"] and row["pass@1_ci"] == own["pass@1_ci"]
+    assert row["problems"] == 30
+    page = (out / "index.html").read_text()
+    assert '<a href="../lustre/lr-2e-5/report/index.html">lr-2e-5</a>' in page
+    assert "lr-1e-4 <small>(no report page yet)</small>" in page
+
+
+def test_aggregation_refuses_experiments_over_different_problems(tmp_path: Path) -> None:
+    make_experiment(tmp_path / "a", "full")
+    make_experiment(tmp_path / "b", "small", problems=20)
+    folders = [str(tmp_path / "a" / "full"), "--experiments", str(tmp_path / "b" / "small")]
+    err = _one_line_refusal(["--experiments", *folders, "--out", str(tmp_path / "agg")])
+    assert "different problem sets across experiments:" in err
+    assert "has 30 problems" in err and "has 20: 10 only in the first" in err
+    run_cli(
+        "report",
+        "--experiments",
+        *folders,
+        "--allow-partial",
+        "--out",
+        str(tmp_path / "agg"),
+        check=True,
+    )
+    assert len(json.loads((tmp_path / "agg" / "summary.json").read_text())["partial"]) == 1
+
+
+def test_report_needs_results_or_experiments() -> None:
+    r = run_cli("report")
+    assert r.returncode == 2 and "RESULTS files or --experiments" in r.stderr

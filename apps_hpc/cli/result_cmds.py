@@ -115,7 +115,7 @@ def _show_report(fmt: str) -> object:
 
 
 @click.command("report", context_settings=CONTEXT)
-@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -144,6 +144,12 @@ def _show_report(fmt: str) -> object:
     is_flag=True,
     help="Report different problem sets, duplicate problems or n = 0 anyway (counts shown).",
 )
+@click.option(
+    "--experiments",
+    multiple=True,
+    help="Experiment folders or a glob ('ROOT/*'), repeatable: one row per (experiment, "
+    "model) instead of RESULTS (default --out: ./report-aggregate).",
+)
 def report_cmd(
     results: tuple[Path, ...],
     fmt: str,
@@ -151,6 +157,7 @@ def report_cmd(
     out: Path | None,
     no_plot: bool,
     allow_partial: bool,
+    experiments: tuple[str, ...],
 ) -> None:
     """pass@k by difficulty for one or more results files, side by side, with bootstrap
     CIs and the paired Δ of each model against the first (same problems required).
@@ -158,7 +165,16 @@ def report_cmd(
     \b
     Example:
       apps-hpc report results/base.jsonl results/sft.jsonl --k 1,5,10
+      apps-hpc report --experiments '/lustre/me/experiments/*'
     """
+    if bool(results) == bool(experiments):
+        raise click.UsageError("give RESULTS files or --experiments, not both or neither")
+    if experiments:
+        from apps_hpc.report.multi import AggregateConfig, aggregate
+
+        folder = aggregate(AggregateConfig(list(experiments), out, ks, allow_partial))
+        _show_report(fmt)(folder)  # type: ignore[operator]
+        return
     cfg = ReportConfig(
         results=list(results), out=out, ks=ks, plot=not no_plot, allow_partial=allow_partial
     )
