@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli
-from tests.report_experiment import make_experiment
+from tests.report.experiment_fixture import make_experiment
 
 
 def write_results(path: Path, model: str, rows: list[tuple[int, str, int, int]]) -> Path:

@@ -15,9 +15,9 @@ import pytest
 from apps_hpc.report import ReportConfig, report
 from apps_hpc.report.browse import unpack
 from apps_hpc.report.chromium import HeadlessPage, find_chromium
-from tests.report_experiment import make_experiment, solved_counts
+from tests.report.experiment_fixture import make_experiment, solved_counts
 
-ARTIFACTS = Path(os.environ.get("APPS_HPC_ARTIFACTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("APPS_HPC_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
 READY = "document.body && document.body.dataset.ready === '1'"
 
 
@@ -77,6 +77,7 @@ def _texts(p: HeadlessPage, selector: str) -> list[str]:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_page_in_headless_chromium(page: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     summary = json.loads((page.parent / "summary.json").read_text())
