@@ -23,7 +23,7 @@ CHUNK = 40  # problems per detail blob: ~0.3 MB of programs at the real size
 
 def pack(obj: Any) -> str:
     raw = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def unpack(text: str) -> Any:
