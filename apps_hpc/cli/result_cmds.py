@@ -65,6 +65,14 @@ LIMITS = Limits()
 )
 @click.option("--no-recheck", is_flag=True, help="Record a timeout without running it again.")
 @click.option(
+    "--isolation",
+    type=click.Choice(["auto", "namespaces", "none"]),
+    default="auto",
+    show_default=True,
+    help="Sandbox namespaces: auto uses them where the kernel allows (else warns and "
+    "runs without); namespaces fails without them; none never uses them.",
+)
+@click.option(
     "--shard",
     default=None,
     metavar="I/S",

@@ -3,6 +3,7 @@ one that died (a program may kill it), and turn each child's run into a verdict.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import subprocess
@@ -18,6 +19,9 @@ from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import Outcome, collapse
 from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
 from apps_hpc.records import Verdict
+
+log = logging.getLogger(__name__)
+ISOLATION_MODES = ("auto", "namespaces", "none")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class PoolOptions:
     recheck_timeouts: bool = True
     uid_base: int = 61000  # as root, each worker's children run as a free uid from here
     gid: int = 65534  # nogroup
+    isolation: str = "auto"  # namespaces, falling back to none with a warning; or either
 
 
 def _worker_env() -> dict[str, str]:
@@ -69,10 +74,29 @@ class WorkerProcess:
         self.slot, self.options = slot, options
         self.proc: subprocess.Popen[bytes] | None = None
         self.cached: OrderedDict[Any, None] = OrderedDict()
-        self.network = self.user = ""
+        self.network = self.user = self.isolation = ""
+        self.mode = "none" if options.isolation == "none" else "namespaces"
         self.restarts = 0
 
     def start(self) -> None:
+        hello = self._launch()
+        auto = self.options.isolation == "auto"
+        if not hello.get("ready") and self.mode == "namespaces" and auto:
+            self.close()
+            self.mode = "none"
+            fallback = self._launch()
+            if fallback.get("ready"):
+                log.warning(fallback_warning(hello.get("error", "no answer"), fallback))
+            hello = fallback
+        if not hello.get("ready"):
+            raise RuntimeError(
+                f"evaluation worker {self.slot} failed to start "
+                f"(isolation {self.mode}): {hello.get('error', 'no answer')}"
+            )
+        self.network, self.user = hello["network"], hello["user"]
+        self.isolation = hello["isolation"]
+
+    def _launch(self) -> dict[str, Any]:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "apps_hpc.evaluate.worker"],
             stdin=subprocess.PIPE,
@@ -89,12 +113,10 @@ class WorkerProcess:
                 "slot": self.slot,
                 "uid_base": opts.uid_base,
                 "gid": opts.gid,
+                "isolation": self.mode,
             },
         )
-        hello = recv(self.proc.stdout)
-        if not hello:
-            raise RuntimeError(f"evaluation worker {self.slot} failed to start")
-        self.network, self.user = hello["network"], hello["user"]
+        return recv(self.proc.stdout) or {}
 
     def _send_job(self, job: Job) -> Run | None:
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
@@ -143,6 +165,21 @@ class WorkerProcess:
         self.proc = None
 
 
+def fallback_warning(error: str, hello: dict[str, Any]) -> str:
+    """The one warning of a pool that could not use namespaces: what is not isolated."""
+    from apps_hpc.evaluate.namespaces import kernel_settings
+
+    settings = ", ".join(f"{k}={v}" for k, v in kernel_settings().items())
+    return (
+        f"sandbox: namespaces refused ({error}); programs run without them as "
+        f"{hello['user']}, network {hello['network']}: NOT isolated are the filesystem "
+        "(they read what that user can read and write where it can, files up to the size "
+        "limit), processes (they see and can signal that user's processes) and System V "
+        f"IPC. Kernel: {settings or 'no user namespace settings found'} "
+        "(see the README, 'The sandbox')"
+    )
+
+
 def to_result(run: Run, n_tests: int) -> ProgramResult:
     """A child's run -> the verdict and the reference's per-test list."""
     if run.status == "ok":
@@ -174,6 +211,7 @@ class EvalPool:
 
     def __enter__(self) -> EvalPool:
         for worker in self.workers:
+            worker.mode = self.workers[0].mode  # the first decides: one warning at most
             worker.start()
             self._idle.put(worker)
         return self
@@ -185,6 +223,11 @@ class EvalPool:
     @property
     def network(self) -> str:
         return self.workers[0].network if self.workers else ""
+
+    @property
+    def isolation(self) -> str:
+        """The isolation in force, in words (starts with "namespaces" or "none")."""
+        return self.workers[0].isolation if self.workers else ""
 
     @property
     def user(self) -> str:

@@ -1,19 +1,22 @@
 """The sandbox a generated program runs in, and the clean-up after it.
 
+`setup_worker()` runs once in each worker. Where the kernel allows it (`namespaces.py`),
+the worker moves into new user, PID, mount, network, IPC and UTS namespaces whose root
+filesystem is read-only and holds only the Python installation and what it needs; each
+program then gets a PID, mount and IPC namespace of its own with a private /tmp and
+/dev/shm. Where the kernel refuses, it falls back to what works without them: a network
+namespace when it can, and (as root) a uid of its own; the pool then warns once, naming
+what is not isolated.
+
 `enter()` runs in the freshly forked child, before the program: a new session and
 process group, stdio on /dev/null, every other descriptor closed, a scratch working
 directory, rlimits (address space, CPU seconds, file size, open files, processes, no
 core files), an unprivileged user when the evaluator is root (root ignores
-RLIMIT_NPROC), no new privileges, death with the worker, and a scrubbed environment.
-The network is cut once per worker (`isolate_network`): a new network namespace has only
-a loopback that is down. `reap()` runs in the worker after the child ends: it kills the
-child's process group and, because the worker is a child subreaper, every descendant
-that escaped the group with setsid().
-
-What it does not do: it is not a container. Without root (or user namespaces) the child
-runs as the evaluator's own user and can write where that user can (capped by
-RLIMIT_FSIZE) and signal that user's processes; world-writable folders such as /tmp stay
-writable to the sandbox user. Run the evaluator as root in a container for the full set.
+RLIMIT_NPROC), no capabilities, no new privileges, death with the worker, and a scrubbed
+environment. `reap()` runs in the worker after the child ends: it kills the child's
+process group and, because the worker is a child subreaper, every descendant that
+escaped the group with setsid() (with namespaces the kernel has already done so: the
+child was PID 1 of its PID namespace).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from apps_hpc.evaluate import namespaces
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -54,6 +60,7 @@ class Limits:
     max_procs: int = 8  # RLIMIT_NPROC: processes and threads of the sandbox user
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_output_mb: int = 64  # captured stdout per test, in millions of characters
+    tmp_mb: int = 64  # each of the program's private /tmp and /dev/shm (namespaces only)
 
     @property
     def output_cap(self) -> int:
@@ -74,6 +81,7 @@ class Identity:
     gid: int | None
     nproc: int
     read_all: bool = False
+    namespaces: bool = False  # the worker is in its namespaces; each child gets its own
 
 
 UID_SPAN = 1000  # sandbox users are uid_base .. uid_base + UID_SPAN - 1
@@ -131,6 +139,8 @@ def python_world_readable() -> bool:
 
 def describe(identity: Identity) -> str:
     if identity.uid is None:
+        if identity.namespaces:
+            return f"uid {os.getuid()}, no capabilities"
         return f"uid {os.getuid()} (not root: no user switch)"
     extra = " + CAP_DAC_READ_SEARCH (Python is not world-readable)" if identity.read_all else ""
     return f"uid {identity.uid}{extra}"
@@ -156,6 +166,45 @@ def _call(name: str, *args: int) -> None:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as fh:
         fh.write(text)
+
+
+def _namespace_identity(slot: int, limits: Limits, uid_base: int, gid: int) -> Identity:
+    """Who the child is inside the namespaces, and the uid/gid maps that allow it."""
+    if os.geteuid() == 0:
+        uid = claim_uid(uid_base, slot)
+        namespaces.isolate_worker(namespaces.id_maps(0, 0, uid, gid), _sandbox_paths())
+        return Identity(uid, gid, limits.max_procs, not python_world_readable(), True)
+    maps = namespaces.id_maps(os.getuid(), os.getgid(), None, None)
+    if namespaces.per_namespace_nproc():  # counts this namespace only: O, the worker, it
+        nproc = limits.max_procs + 2
+    else:
+        nproc = count_user_processes(os.getuid()) + limits.max_procs + 64
+    namespaces.isolate_worker(maps, _sandbox_paths())
+    return Identity(None, None, nproc, False, True)
+
+
+def _sandbox_paths() -> list[str]:
+    from apps_hpc.evaluate.semantics import HEADER_MODULES
+
+    return namespaces.python_paths(HEADER_MODULES)
+
+
+def setup_worker(cfg: dict[str, Any]) -> tuple[Identity, str, str]:
+    """Isolate this worker as `cfg["isolation"]` asks ("namespaces" or "none"); return
+    the children's identity, the network and the isolation in words. With namespaces
+    this returns in a new process (see namespaces.isolate_worker); a refusal raises
+    namespaces.IsolationError."""
+    limits: Limits = cfg["limits"]
+    if cfg.get("isolation", "none") == "namespaces":
+        import tempfile
+
+        identity = _namespace_identity(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
+        tempfile.tempdir = "/tmp"  # the worker's private tmpfs; each child mounts its own
+        what = f"user, PID, mount, network, IPC; read-only filesystem; {describe(identity)}"
+        return identity, "userns+netns (loopback down)", f"namespaces ({what})"
+    identity = identity_for_slot(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
+    network = isolate_network()
+    return identity, network, f"none (network: {network}; {describe(identity)})"
 
 
 def isolate_network() -> str:
@@ -202,11 +251,10 @@ class _CapData(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
 
 
-def _keep_only_read_search() -> None:
-    """After setuid with KEEPCAPS: keep CAP_DAC_READ_SEARCH alone, effective."""
+def _set_capabilities(bits: int) -> None:
+    """Keep only the capabilities in `bits` (effective and permitted; < 32 only)."""
     header = _CapHeader(_CAP_VERSION_3, 0)
-    bit = 1 << CAP_DAC_READ_SEARCH
-    data = (_CapData * 2)(_CapData(bit, bit, 0), _CapData(0, 0, 0))
+    data = (_CapData * 2)(_CapData(bits, bits, 0), _CapData(0, 0, 0))
     if _libc.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"capset: {os.strerror(err)}")
@@ -214,14 +262,16 @@ def _keep_only_read_search() -> None:
 
 def _drop_privileges(identity: Identity) -> None:
     if identity.uid is None or identity.gid is None:
+        if identity.namespaces:  # the child holds every capability in its namespace
+            _set_capabilities(0)
         return
     if identity.read_all:
         _call("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
     os.setgroups([])
     os.setgid(identity.gid)
     os.setuid(identity.uid)
-    if identity.read_all:
-        _keep_only_read_search()
+    if identity.read_all:  # after setuid with KEEPCAPS
+        _set_capabilities(1 << CAP_DAC_READ_SEARCH)
     if os.getuid() != identity.uid or os.geteuid() != identity.uid:
         raise OSError(errno.EPERM, "could not drop privileges")
 
@@ -254,6 +304,9 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     os.setsid()
     _redirect_stdio(keep_fd)
     sys.stdin = open(os.devnull)  # noqa: SIM115 - as a multiprocessing child has
+    if identity.namespaces:
+        owner = None if identity.uid is None else (identity.uid, identity.gid or 0)
+        namespaces.enter_program(scratch, owner, limits.tmp_mb)
     os.chdir(scratch)
     _set_limits(limits, identity)
     _drop_privileges(identity)
@@ -261,6 +314,11 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead
     _scrub_env(scratch)
+
+
+def fork_program(identity: Identity) -> int:
+    """os.fork(); with namespaces the child is PID 1 of a PID namespace of its own."""
+    return namespaces.fork_program() if identity.namespaces else os.fork()
 
 
 def make_scratch(base: Path, identity: Identity) -> Path:

@@ -34,6 +34,7 @@ class EvalConfig:
     skip_bad_rows: bool = False
     recheck_timeouts: bool = True
     limits: Limits = field(default_factory=Limits)
+    isolation: str = "auto"  # sandbox namespaces: auto | namespaces | none (pool.py)
     progress: bool = True
     shard: Shard | None = None  # evaluate samples i::S into <out stem>/shard-i-of-S.jsonl
 
@@ -146,10 +147,11 @@ def evaluate(cfg: EvalConfig) -> Path:
     return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples))
 
 
-def _log_sandbox(workers: int, network: str, user: str) -> None:
-    """Always said, warnings included, whatever the progress setting."""
-    line = f"{workers} workers; sandbox network: {network}; user: {user}"
-    (log.warning if "unavailable" in network else log.info)(line)
+def _log_sandbox(workers: int, isolation: str) -> None:
+    """Always said, whatever the progress setting: which isolation is in force (a warning
+    without namespaces; the pool has said why)."""
+    line = f"sandbox: {isolation}; {workers} workers"
+    (log.info if isolation.startswith("namespaces") else log.warning)(line)
 
 
 def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
@@ -162,6 +164,7 @@ def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
         limits=cfg.limits,
         all_tests=cfg.all_tests,
         recheck_timeouts=cfg.recheck_timeouts,
+        isolation=cfg.isolation,
     )
     start = time.monotonic()
     with (
@@ -170,7 +173,7 @@ def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
             total=len(jobs), unit="prog", desc="eval", disable=not cfg.progress, smoothing=0.05
         ) as bar,
     ):
-        _log_sandbox(options.workers, pool.network, pool.user)
+        _log_sandbox(options.workers, pool.isolation)
         for job, result in pool.run(jobs):
             item = pending[job.tag]
             item.results[job.code] = result

@@ -164,7 +164,7 @@ def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) ->
     scratch = sandbox.make_scratch(base, cfg["identity"])
     r, w = os.pipe()
     start = time.monotonic()
-    pid = os.fork()
+    pid = sandbox.fork_program(cfg["identity"])
     if pid == 0:
         os.close(r)
         _child(code, spec, cfg, str(scratch), w)
@@ -214,9 +214,11 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
     cfg = recv(proto_in)
     if cfg is None:
         return
-    limits: sandbox.Limits = cfg["limits"]
-    cfg["identity"] = sandbox.identity_for_slot(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
-    network = sandbox.isolate_network()
+    try:
+        cfg["identity"], network, isolation = sandbox.setup_worker(cfg)
+    except Exception as exc:  # the kernel refused a namespace: the pool decides what next
+        send(proto_out, {"ready": False, "error": str(exc)})
+        return
     sandbox.become_subreaper()
     for name in (*HEADER_MODULES, "numpy.random"):
         importlib.import_module(name)
@@ -225,7 +227,8 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
     base = Path(tempfile.mkdtemp(prefix="apps-hpc-sandbox-"))
     os.chmod(base, 0o711)
     user = sandbox.describe(cfg["identity"])
-    send(proto_out, {"ready": True, "pid": os.getpid(), "network": network, "user": user})
+    hello = {"ready": True, "pid": os.getpid(), "network": network, "user": user}
+    send(proto_out, hello | {"isolation": isolation})
     cache: OrderedDict[Any, TestSpec] = OrderedDict()
     try:
         while (job := recv(proto_in)) is not None:

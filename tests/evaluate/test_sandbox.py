@@ -7,6 +7,7 @@ alive, and that no process of the sandbox is left behind.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -22,8 +23,23 @@ needs_root = pytest.mark.skipif(not ROOT, reason="the user switch needs root (CI
 
 
 def _processes_of_pool(pool: EvalPool) -> list[int]:
-    """Live processes whose ancestor is one of the pool's workers, workers excluded."""
+    """Live processes whose ancestor is one of the pool's workers, workers excluded (with
+    namespaces the process the pool started forks the worker, PID 1 of its namespace)."""
+    parents = _parents()
     workers = {w.proc.pid for w in pool.workers if w.proc}
+    if pool.isolation.startswith("namespaces"):
+        workers |= {pid for pid, parent in parents.items() if parent in workers}
+    found = []
+    for pid in parents:
+        p = parents.get(pid)
+        while p and p not in workers and p in parents:
+            p = parents[p]
+        if p in workers and pid not in workers:
+            found.append(pid)
+    return found
+
+
+def _parents() -> dict[int, int]:
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -33,22 +49,17 @@ def _processes_of_pool(pool: EvalPool) -> list[int]:
                 parents[int(entry)] = int(fields[1])
             except (OSError, IndexError):
                 pass
-    found = []
-    for pid in parents:
-        p = parents.get(pid)
-        while p and p not in workers and p in parents:
-            p = parents[p]
-        if p in workers:
-            found.append(pid)
-    return found
+    return parents
 
 
-def _sandbox_uid_processes() -> list[int]:
+def _sandbox_uid_processes(pool: EvalPool) -> list[int]:
+    """Processes of the pool's sandbox uids (as root; other evaluations may run beside)."""
+    uids = {int(m[1]) for w in pool.workers if ROOT and (m := re.match(r"uid (\d+)", w.user))}
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if 61000 <= os.stat(f"/proc/{entry}").st_uid < 62000:
+                if os.stat(f"/proc/{entry}").st_uid in uids:
                     pids.append(int(entry))
             except OSError:
                 pass
@@ -58,7 +69,7 @@ def _sandbox_uid_processes() -> list[int]:
 def _assert_clean(pool: EvalPool) -> None:
     assert all(w.proc and w.proc.poll() is None for w in pool.workers), "a worker died"
     assert _processes_of_pool(pool) == []
-    assert _sandbox_uid_processes() == []
+    assert _sandbox_uid_processes(pool) == []
 
 
 def test_infinite_loop_times_out(pool) -> None:
