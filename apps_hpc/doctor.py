@@ -26,11 +26,11 @@ PINNED = ("torch", "vllm", "deepspeed", "llamafactory", "transformers", "flash-a
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok | skip | fail
+    status: str  # ok | skip | warn | fail
     detail: str
 
     def line(self) -> str:
-        mark = {"ok": "ok  ", "skip": "skip", "fail": "FAIL"}[self.status]
+        mark = {"ok": "ok  ", "skip": "skip", "warn": "WARN", "fail": "FAIL"}[self.status]
         return f"[{mark}] {self.name}: {self.detail}"
 
 
@@ -126,6 +126,21 @@ def check_root(root: Path) -> Check:
     return Check("experiment root", "ok", f"{root.resolve()} is writable")
 
 
+def check_isolation() -> Check:
+    """Start one real sandbox worker and report the isolation it got (WARN without
+    namespaces: programs then run as this user, see the README's sandbox section)."""
+    from apps_hpc.evaluate.pool import EvalPool, PoolOptions
+
+    try:
+        with EvalPool(PoolOptions(workers=1)) as pool:
+            isolation = pool.isolation
+    except RuntimeError as exc:
+        return Check("sandbox isolation", "fail", str(exc))
+    return Check(
+        "sandbox isolation", "ok" if isolation.startswith("namespaces") else "warn", isolation
+    )
+
+
 def _flash_attn_pin(path: Path = LOCK.parent / "versions.env") -> str | None:
     """flash-attn is installed from its release wheel, not the lock: its pin is here."""
     if path.exists():
@@ -145,6 +160,7 @@ def run_checks(root: Path, strict: bool) -> list[Check]:
     cuda, gpus = check_torch_cuda()
     checks += [cuda, check_version("flash-attn", strict, pins)]
     checks += [check_flash_attn(gpus), check_nccl(gpus), check_shm(), check_root(root)]
+    checks.append(check_isolation())
     return checks
 
 

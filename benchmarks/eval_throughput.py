@@ -185,11 +185,14 @@ def build_programs(apps: Path, per_problem: int, max_tests: int) -> tuple[list[P
 # ---------------------------------------------------------------- the evaluator
 
 
-def run_evaluator(programs: list[Program], workers: int, limits: Limits) -> Side:
+def run_evaluator(
+    programs: list[Program], workers: int, limits: Limits, isolation: str = "auto"
+) -> Side:
     jobs = [Job(p.key, p.code, p.spec, tag=i) for i, p in enumerate(programs)]
     verdicts: list[Verdict] = [Verdict.RUNTIME_ERROR] * len(jobs)
     start = time.perf_counter()
-    with EvalPool(PoolOptions(workers=workers, limits=limits)) as pool:
+    with EvalPool(PoolOptions(workers=workers, limits=limits, isolation=isolation)) as pool:
+        print(f"evaluator sandbox: {pool.isolation}")
         for job, result in tqdm(pool.run(jobs), total=len(jobs), desc="evaluator"):
             verdicts[job.tag] = result.verdict
     return Side("evaluator", time.perf_counter() - start, verdicts, None)
@@ -361,6 +364,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-tests", type=int, default=0, help="tests kept per problem (0 = all, the default)"
     )
     parser.add_argument("--timeout", type=float, default=4.0, help="CPU seconds per test")
+    parser.add_argument(
+        "--isolation",
+        choices=("auto", "namespaces", "none"),
+        default="auto",
+        help="the evaluator's sandbox isolation (as apps-hpc eval --isolation)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     programs, n_problems = build_programs(args.apps, args.solutions_per_problem, args.max_tests)
     figures: dict[str, Any] = {"machine": info, **describe_set(programs, n_problems)}
     limits = Limits(test_timeout_s=args.timeout)
-    evaluator = run_evaluator(programs, args.workers, limits)
+    evaluator = run_evaluator(programs, args.workers, limits, args.isolation)
     naive = run_naive(programs, args.workers, limits)
     differ = disagreements(programs, evaluator, naive)
     figures.update(

@@ -95,7 +95,8 @@ def id_maps(uid: int, gid: int, sandbox_uid: int | None, sandbox_gid: int | None
 def _call(name: str, *args: object) -> None:
     if getattr(_libc, name)(*args) != 0:
         err = ctypes.get_errno()
-        raise IsolationError(err, f"{name}{args!r}: {os.strerror(err)}")
+        shown = ", ".join(hex(a) if isinstance(a, int) else repr(a) for a in args)
+        raise IsolationError(err, f"{name}({shown}): {os.strerror(err)}")
 
 
 def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str = "") -> None:

@@ -170,10 +170,13 @@ def fallback_warning(error: str, hello: dict[str, Any]) -> str:
     from apps_hpc.evaluate.namespaces import kernel_settings
 
     settings = ", ".join(f"{k}={v}" for k, v in kernel_settings().items())
+    reads = "what that user can read"
+    if "CAP_DAC_READ_SEARCH" in hello["user"]:
+        reads = "every file on the machine (CAP_DAC_READ_SEARCH)"
     return (
         f"sandbox: namespaces refused ({error}); programs run without them as "
         f"{hello['user']}, network {hello['network']}: NOT isolated are the filesystem "
-        "(they read what that user can read and write where it can, files up to the size "
+        f"(they read {reads} and write where that user can, files up to the size "
         "limit), processes (they see and can signal that user's processes) and System V "
         f"IPC. Kernel: {settings or 'no user namespace settings found'} "
         "(see the README, 'The sandbox')"

@@ -5,10 +5,17 @@ real CLI (`python -m apps_hpc eval --all-tests`)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
+
+from tests.unprivileged import unprivileged_command
 
 # Stopped at the reference's 11 s wall-clock budget on the machine that made the file;
 # our budget counts CPU time, so this one depends on the machine (see the README).
@@ -47,28 +54,30 @@ def _write_samples(shared: Path, split: str, ref: dict, out: Path) -> None:
                 )
 
 
-def _evaluate(shared: Path, split: str, ref: dict, tmp: Path) -> dict:
+def _evaluate(shared: Path, split: str, ref: dict, tmp: Path, mode: str) -> dict:
     samples, out = tmp / f"{split}-samples.jsonl", tmp / f"{split}-results.jsonl"
     _write_samples(shared, split, ref, samples)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "apps_hpc",
-            "eval",
-            "-q",
-            "--all-tests",
-            "--workers",
-            "2",
-            "--samples",
-            str(samples),
-            "--apps",
-            str(shared / f"{split}-sample.jsonl"),
-            "--out",
-            str(out),
-        ],
-        check=True,
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "apps_hpc",
+        "eval",
+        "-q",
+        "--all-tests",
+        "--workers",
+        "2",
+        "--samples",
+        str(samples),
+        "--apps",
+        str(shared / f"{split}-sample.jsonl"),
+        "--out",
+        str(out),
+        "--isolation",
+        "none" if mode == "none" else "auto",
+    ]
+    if mode == "unprivileged":
+        argv = unprivileged_command(argv)
+    subprocess.run(argv, check=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     got = {}
     for line in out.read_text().splitlines():
         rec = json.loads(line)
@@ -77,11 +86,24 @@ def _evaluate(shared: Path, split: str, ref: dict, tmp: Path) -> dict:
     return got
 
 
-def test_reproduces_reference_verdicts(shared_apps: Path, tmp_path: Path) -> None:
+# auto: namespaces where the kernel allows them (as root: plus the uid switch); none: the
+# fallback; unprivileged: namespaces as uid 65534 (as root only: otherwise auto is that)
+MODES = ["auto", "none"] + (["unprivileged"] if os.geteuid() == 0 else [])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reproduces_reference_verdicts(shared_apps: Path, tmp_path: Path, mode: str) -> None:
     ref = _reference(shared_apps)
-    got = {}
-    for split in ("test", "train"):
-        got.update(_evaluate(shared_apps, split, ref, tmp_path))
+    if mode == "unprivileged":
+        tmp_path = Path(tempfile.mkdtemp(prefix="apps-hpc-reference-"))
+        tmp_path.chmod(0o777)
+    try:
+        got = {}
+        for split in ("test", "train"):
+            got.update(_evaluate(shared_apps, split, ref, tmp_path, mode))
+    finally:
+        if mode == "unprivileged":
+            shutil.rmtree(tmp_path, ignore_errors=True)
     assert len(ref) == 481
     differ = [k for k, rec in ref.items() if got[k] != rec["results"]]
     assert set(differ) <= MACHINE_DEPENDENT, differ
