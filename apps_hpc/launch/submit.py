@@ -45,9 +45,10 @@ def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Ex
 
 def _submit_step(launch: Launch, step: Step, dependency: str | None) -> list[submitit.Job]:
     ex = _executor(launch, step, dependency)
+    task = StageTask(launch.root / "manifest.json", step.key)
     if step.array:
-        return ex.map_array(StageTask(), [step.stage] * len(step.cfgs), step.cfgs)
-    return [ex.submit(StageTask(), step.stage, step.cfgs[0])]
+        return ex.map_array(task, [step.stage] * len(step.cfgs), step.cfgs)
+    return [ex.submit(task, step.stage, step.cfgs[0])]
 
 
 def _record(launch: Launch, step: Step, jobs: list[submitit.Job]) -> None:

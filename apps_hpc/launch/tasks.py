@@ -2,22 +2,60 @@
 
 `StageTask` is submitit-checkpointable: on preemption or time limit (USR2) it is
 requeued with the same arguments, and the stage resumes from its own files (train from
-the newest checkpoint-*, sample/eval from their shard files).
+the newest checkpoint-*, sample/eval from their shard files). Each run records when it
+started and ended in the experiment's `manifest.json` (`timing/<step>/<task>`), which is
+where `apps-hpc report` reads each stage's wall time.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import submitit
 
 from apps_hpc.logs import setup_logging
+from apps_hpc.manifest import update_manifest
 from apps_hpc.stages import run_stage
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def task_name() -> str:
+    """This task's id: the SLURM array task or job id, else the process id."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return env.get("SLURM_JOB_ID", str(os.getpid()))
 
 
 class StageTask(submitit.helpers.Checkpointable):
     """A stage as a submitit job; requeued (same arguments) when preempted."""
 
+    def __init__(self, manifest: Path | None = None, step: str | None = None) -> None:
+        self.manifest = manifest
+        self.step = step
+
+    def _timing(self, record: dict[str, Any]) -> None:
+        if self.manifest is not None and self.step is not None:
+            update_manifest(self.manifest, ["timing", self.step, task_name()], record)
+
     def __call__(self, stage: str, cfg: Any) -> str:
         setup_logging()  # the job's own process: its log goes to the job's stderr file
-        return str(run_stage(stage, cfg))
+        started, clock = _now(), time.monotonic()
+        record = {"started": started, "host": socket.gethostname(), "state": "RUNNING"}
+        self._timing(record)
+        try:
+            result = str(run_stage(stage, cfg))
+        except BaseException:
+            self._timing({**record, "ended": _now(), "state": "FAILED"})
+            raise
+        elapsed = round(time.monotonic() - clock, 3)
+        self._timing({**record, "ended": _now(), "elapsed_s": elapsed, "state": "COMPLETED"})
+        return result

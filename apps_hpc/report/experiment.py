@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ from apps_hpc.report.load import ProblemKey
 log = logging.getLogger(__name__)
 
 # submitit's log format: "submitit INFO (2024-05-01 12:00:00,123) - message"
-_SUBMITIT_LINE = re.compile(r"^submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\) - ")
 
 
 @dataclass
@@ -103,20 +100,3 @@ def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
     text = lambda p: p.read_text(encoding="utf-8")  # noqa: E731
     files.experiment_yaml = _load(files, folder / "experiment.yaml", "experiment.yaml", text)
     return files
-
-
-def log_span(paths: list[str]) -> float | None:
-    """Seconds from the first to the last submitit line of these job logs; None if none."""
-    stamps: list[datetime] = []
-    for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            match = _SUBMITIT_LINE.match(line)
-            if match:
-                stamps.append(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
-    if len(stamps) < 2:
-        return None
-    return (max(stamps) - min(stamps)).total_seconds()

@@ -3,11 +3,12 @@ throughput per shard, eval programs/s, and the facts that identify the run."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import yaml
 
-from apps_hpc.report.experiment import ExperimentFiles, log_span
+from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults
 
 RUN_KEYS = ("image", "lock", "git", "commit", "revision", "version", "sha", "digest")
@@ -22,12 +23,23 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def stage_wall(entry: dict[str, Any]) -> float | None:
-    """The manifest's elapsed seconds if it has them, else the span of the job logs."""
-    if isinstance(entry.get("elapsed_s"), (int, float)):
-        return float(entry["elapsed_s"])
-    logs = entry.get("logs")
-    return log_span([str(p) for p in logs]) if isinstance(logs, list) else None
+def _seconds(stamp: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp()
+    except ValueError:
+        return None
+
+
+def stage_wall(tasks: dict[str, Any] | None) -> float | None:
+    """A step's wall time from the start and end times its tasks recorded in the manifest
+    (`timing/<step>/<task>`): from the first start to the last end; None while a task
+    has not ended."""
+    records = [t for t in (tasks or {}).values() if isinstance(t, dict)]
+    starts = [_seconds(t.get("started")) for t in records]
+    ends = [_seconds(t.get("ended")) for t in records]
+    if not records or None in starts or None in ends:
+        return None
+    return max(e for e in ends if e is not None) - min(s for s in starts if s is not None)
 
 
 def eval_rate(key: str, wall: float | None, models: list[ModelResults]) -> str:
@@ -43,10 +55,11 @@ def eval_rate(key: str, wall: float | None, models: list[ModelResults]) -> str:
 def stage_rows(manifest: dict[str, Any], models: list[ModelResults]) -> list[list[Any]]:
     """[step, state, executor, jobs, submitted, wall time, rate] per manifest job entry."""
     rows = []
+    timing = manifest.get("timing") or {}
     for key, entry in (manifest.get("jobs") or {}).items():
         if not isinstance(entry, dict):
             continue
-        wall = stage_wall(entry)
+        wall = stage_wall(timing.get(key))
         rows.append(
             [
                 key,

@@ -69,23 +69,20 @@ def _model_files(exp: Path, model: str, problems: int, n: int) -> None:
     _write_jsonl(exp / "results" / f"{model}.jsonl", results)
 
 
-def _job_log(exp: Path, name: str, start: str, end: str) -> str:
-    path = exp / "jobs" / f"{name}_0_log.out"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"submitit INFO ({start},000) - Starting with JobEnvironment(job_id={name})\n"
-        "some output\n"
-        f"submitit INFO ({end},500) - Exiting after successful completion\n"
-    )
-    return str(path)
-
-
 def _manifest(exp: Path) -> None:
-    jobs = {}
+    jobs, timing = {}, {}
     for i, key in enumerate(
         ["prepare", "train", "sample/base", "eval/base", "sample/sft", "eval/sft", "report"]
     ):
-        log = _job_log(exp, str(100 + i), f"2024-05-01 10:{i:02d}:00", f"2024-05-01 10:{i:02d}:42")
+        log = str(exp / "jobs" / f"{100 + i}_0_log.out")
+        # what launch/tasks.StageTask records: each task's start and end
+        timing[key] = {
+            str(100 + i): {
+                "started": f"2024-05-01T10:{i:02d}:00+00:00",
+                "ended": f"2024-05-01T10:{i:02d}:42+00:00",
+                "state": "COMPLETED",
+            }
+        }
         jobs[key] = {
             "stage": key.split("/")[0],
             "executor": "local",
@@ -111,6 +108,7 @@ def _manifest(exp: Path) -> None:
     }
     manifest = {
         "jobs": jobs,
+        "timing": timing,
         "sample": {"sft": {"throughput": throughput}},
         "run": {"git_commit": "abc1234", "image": "apps-hpc:0.1.0-abc1234"},
     }

@@ -44,7 +44,7 @@ def test_page_is_self_contained_and_its_tables_need_no_script(page: Path) -> Non
             assert f'{value:.4f}</span> <span class="ci">[{low:.4f}, {high:.4f}]' in html
     assert "Δ sft − base over 30 common problems" in html
     assert "loss 0.15" in html and "git_commit" in html and "abc1234" in html
-    assert "0m42s" in html  # the stage wall time from the job logs
+    assert "0m42s" in html  # the stage wall time the tasks recorded in the manifest
     assert "300 programs, 7.1/s" in html  # eval/<model>: 300 programs in 42 s
     chunk = re.search(r'id="data-chunk-0">([^<]+)<', html).group(1)
     detail = unpack(chunk)["test/1"]["models"]["base"]
