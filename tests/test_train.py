@@ -51,8 +51,8 @@ def test_shipped_deepspeed_json_is_zero3_with_auto_fields() -> None:
 
 def test_shipped_experiment_loads_and_resolves() -> None:
     exp = load_experiment(EXP_YAML)
-    assert exp.resolve(exp.train.llamafactory) == LF_YAML
-    assert exp.resolve(exp.train.deepspeed or "") == DS_JSON
+    assert exp.resolve(exp.train.llamafactory) == LF_YAML.resolve()  # configs/ is a link
+    assert exp.resolve(exp.train.deepspeed or "") == DS_JSON.resolve()
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
