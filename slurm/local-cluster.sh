@@ -4,35 +4,42 @@
 #   slurm/local-cluster.sh packages       Debian packages needed, on one line:
 #       apt-get install -y --no-install-recommends $(slurm/local-cluster.sh packages)
 #   sudo slurm/local-cluster.sh start     start it (idempotent)
+#   eval "$(slurm/local-cluster.sh env)"  point sbatch, sacct, scontrol... at it (SLURM_CONF)
 #   sudo slurm/local-cluster.sh status    daemons + sinfo; exit 1 unless healthy
 #   sudo slurm/local-cluster.sh stop      stop the daemons, keep the state dir
 #   sudo slurm/local-cluster.sh stop --purge   ... and remove the state dir
 #
-# Runs as root, without systemd or cgroups. It writes /etc/slurm/{slurm,gres,slurmdbd}.conf
-# (and refuses to replace a slurm.conf it did not write). Everything else (MariaDB data,
-# state, spool, logs, pid files, private munge/MariaDB sockets, the fake GPU device files)
-# lives under ${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}. Daemons listen on unix sockets and
-# on 127.0.0.1 (on all interfaces, with a warning, if /etc/hosts does not map $(hostname) to
-# 127.x: SLURM binds to that name's address or to none). Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and gpu:2,
-# one partition "debug".
+# Runs as root, without systemd or cgroups, and keeps to itself, so it runs beside a site's
+# own SLURM and munge: everything lives under one folder, ${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}
+# (its slurm.conf, gres.conf and slurmdbd.conf in etc/, its munge key and socket, the
+# MariaDB data and socket, state, spool, logs, pid files, the fake GPU device files).
+# Nothing is written to /etc; daemons get `-f etc/slurm.conf` and every client the script
+# runs gets SLURM_CONF (slurmdbd finds slurmdbd.conf beside it). Ports: slurmctld
+# ${APPS_HPC_SLURM_PORT:-16817}, slurmd the next one, slurmdbd the one after (a site's
+# SLURM uses 6817-6819). Daemons listen on unix sockets and on 127.0.0.1 (on all interfaces,
+# with a warning, if /etc/hosts does not map $(hostname) to 127.x: SLURM binds to that
+# name's address or to none). Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and
+# gpu:2, one partition "debug".
 set -euo pipefail
 
 DIR=${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}
 CLUSTER=appshpc
-ETC=/etc/slurm
+ETC=$DIR/etc
 MARKER="# Written by apps-hpc slurm/local-cluster.sh"
 PACKAGES="munge slurm-client slurmctld slurmd slurmdbd mariadb-server"
 # Stop order; start order is the reverse.
 DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
 WAIT_S=${APPS_HPC_SLURM_WAIT_S:-60}
+PORT=${APPS_HPC_SLURM_PORT:-16817}
 
 # The daemons and mknod live in /usr/sbin, which "su" (without -) leaves out of PATH.
 export PATH=$PATH:/usr/sbin:/sbin
-# Clients must read this config (and never fall back to DNS SRV look-ups).
+# Daemons and clients read this config, never /etc/slurm (nor a DNS SRV record).
 export SLURM_CONF=$ETC/slurm.conf
 # The MariaDB client library (mariadb CLI and slurmdbd's plugin) uses this socket.
 export MYSQL_UNIX_PORT=$DIR/mysql/mysqld.sock
 MUNGE_SOCKET=$DIR/munge/munge.socket
+MUNGE_KEY=$DIR/munge/munge.key
 
 die() {
     echo "local-cluster: error: $*" >&2
@@ -44,12 +51,31 @@ say() {
 }
 
 usage() {
-    echo "usage: $0 {start|stop [--purge]|status|packages}" >&2
+    echo "usage: $0 {start|stop [--purge]|status|env|packages}" >&2
     exit 2
 }
 
 need_root() {
-    [[ $(id -u) -eq 0 ]] || die "must run as root (writes $ETC, runs mknod, starts daemons)"
+    [[ $(id -u) -eq 0 ]] || die "must run as root (runs mknod, starts daemons as other users)"
+}
+
+# Root runs daemons from configs in $DIR and kills the PIDs recorded there: refuse a folder
+# (e.g. a name in /tmp taken first) that another user could have written to.
+check_dir_owner() {
+    [[ -e $DIR ]] || return 0
+    [[ -d $DIR && ! -L $DIR ]] || die "$DIR is not a folder"
+    local owner mode
+    read -r owner mode < <(stat -c '%u %a' "$DIR")
+    if [[ $owner != 0 ]] || ((8#$mode & 8#022)); then
+        die "$DIR belongs to uid $owner with mode $mode: it must be root's and writable" \
+            "only by root (remove it, or set APPS_HPC_SLURM_DIR to another folder)"
+    fi
+}
+
+check_port() {
+    if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1024 || PORT > 65533)); then
+        die "APPS_HPC_SLURM_PORT=$PORT: give a port from 1024 to 65533 (it uses 3 ports)"
+    fi
 }
 
 need_packages() {
@@ -134,12 +160,11 @@ wait_for() {
 
 write_configs() {
     local node=$1 mem=$2
-    if [[ -e $ETC/slurm.conf ]] && ! grep -qF "$MARKER" "$ETC/slurm.conf" \
-        && [[ -z ${APPS_HPC_SLURM_FORCE:-} ]]; then
+    if [[ -e $ETC/slurm.conf ]] && ! grep -qF "$MARKER" "$ETC/slurm.conf"; then
         die "$ETC/slurm.conf exists and was not written by this script;" \
-            "move it away (or set APPS_HPC_SLURM_FORCE=1 to overwrite it)"
+            "set APPS_HPC_SLURM_DIR to a folder of its own"
     fi
-    install -d -m 755 "$ETC"
+    install -d -m 755 "$DIR" "$ETC"
 
     # With NoInAddrAny/NoCtldInAddrAny, daemons and clients bind to the address that
     # gethostname() resolves to instead of to all interfaces: use them when /etc/hosts maps
@@ -154,18 +179,19 @@ CommunicationParameters=NoInAddrAny,NoCtldInAddrAny"
     else
         COMM_PARAMS="# $host is not a loopback name in /etc/hosts: bind to all interfaces."
         echo "local-cluster: warning: /etc/hosts does not map '$host' to 127.x, so slurmctld," \
-            "slurmd and slurmdbd listen on all interfaces (ports 6817-6819)" >&2
+            "slurmd and slurmdbd listen on all interfaces (ports $PORT-$((PORT + 2)))" >&2
     fi
 
     cat >"$ETC/slurm.conf.new" <<EOF
 $MARKER: a throwaway test cluster.
+# Clients: export SLURM_CONF=$ETC/slurm.conf
 # State, logs and pid files are under $DIR.
 ClusterName=$CLUSTER
 SlurmctldHost=$node(127.0.0.1)
 SlurmUser=slurm
 SlurmdUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=cred_expire=10,socket=$MUNGE_SOCKET
@@ -197,7 +223,7 @@ SchedulerParameters=sched_interval=2,bf_interval=1
 # Accounting: sacct must know final states (CANCELLED, ...).
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort=6819
+AccountingStoragePort=$((PORT + 2))
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/filetxt
@@ -221,7 +247,7 @@ AuthInfo=socket=$MUNGE_SOCKET
 $COMM_PARAMS
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort=6819
+DbdPort=$((PORT + 2))
 SlurmUser=slurm
 LogFile=$DIR/log/slurmdbd.log
 PidFile=$DIR/run/slurmdbd.pid
@@ -272,15 +298,17 @@ start_munge() {
     if alive munged; then
         return
     fi
-    if [[ ! -s /etc/munge/munge.key ]]; then
-        say "creating /etc/munge/munge.key"
-        mungekey --create --keyfile=/etc/munge/munge.key
-        chown munge:munge /etc/munge/munge.key
-        chmod 400 /etc/munge/munge.key
+    # A key of its own: a site's munged (its /etc/munge/munge.key and /run/munge socket)
+    # is neither used nor touched.
+    if [[ ! -s $MUNGE_KEY ]]; then
+        say "creating $MUNGE_KEY"
+        mungekey --create --keyfile="$MUNGE_KEY"
+        chown munge:munge "$MUNGE_KEY"
+        chmod 400 "$MUNGE_KEY"
     fi
     rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
     launch munged setpriv --reuid=munge --regid=munge --init-groups \
-        /usr/sbin/munged --foreground --key-file=/etc/munge/munge.key \
+        /usr/sbin/munged --foreground --key-file="$MUNGE_KEY" \
         --socket="$MUNGE_SOCKET" --log-file="$DIR/munge/munged.log" \
         --pid-file="$DIR/munge/munged.pid" --seed-file="$DIR/munge/munged.seed"
     wait_for munged "$DIR/munge/munged.log" "$DIR/log/munged.out" -- test -S "$MUNGE_SOCKET"
@@ -340,6 +368,8 @@ node_ready() {
 
 start() {
     need_root
+    check_dir_owner
+    check_port
     need_packages
     if healthy; then
         say "already running and healthy (state dir $DIR)"
@@ -363,16 +393,23 @@ start() {
     start_mariadb "$fresh_state"
     start_slurmdbd
     if ! alive slurmctld; then
-        launch slurmctld /usr/sbin/slurmctld -D
+        launch slurmctld /usr/sbin/slurmctld -D -f "$SLURM_CONF"
     fi
     wait_for slurmctld "$DIR/log/slurmctld.log" "$DIR/log/slurmctld.out" -- scontrol ping
     if ! alive slurmd; then
-        launch slurmd /usr/sbin/slurmd -D
+        launch slurmd /usr/sbin/slurmd -D -f "$SLURM_CONF"
     fi
     wait_for slurmd "$DIR/log/slurmd.log" "$DIR/log/slurmd.out" "$DIR/log/slurmctld.log" -- \
         node_ready
     say "started in $((SECONDS - t0))s: cluster $CLUSTER, node $node (CPUs=4," \
-        "RealMemory=$mem, gpu:2), partition debug; state dir $DIR"
+        "RealMemory=$mem, gpu:2), partition debug, port $PORT; state dir $DIR"
+    say "clients need: export SLURM_CONF=$SLURM_CONF   (or: eval \"\$($0 env)\")"
+}
+
+# The line that points a shell's sbatch, sacct, scontrol, submitit... at this cluster.
+print_env() {
+    [[ -e $SLURM_CONF ]] || say "not started yet: $SLURM_CONF does not exist" >&2
+    printf 'export SLURM_CONF=%q\n' "$SLURM_CONF"
 }
 
 # --- stop / status ----------------------------------------------------------------------
@@ -406,6 +443,7 @@ stop() {
         *) usage ;;
     esac
     need_root
+    check_dir_owner
     if ((purge)) && alive slurmctld && [[ -e $SLURM_CONF ]]; then
         # Leave no job steps behind in a state dir that is about to disappear.
         local ids
@@ -431,6 +469,7 @@ stop() {
 
 status() {
     need_root
+    check_dir_owner
     local d rc=0
     for d in "${DAEMONS[@]}"; do
         if alive "$d"; then
@@ -459,6 +498,7 @@ case ${1:-} in
         stop "$@"
         ;;
     status) status ;;
+    env) print_env ;;
     packages) echo "$PACKAGES" ;;
     *) usage ;;
 esac

@@ -2,16 +2,20 @@
 
 `tests/conftest.py` provides it to every test; a test that asks for it (or a module with
 `pytestmark = pytest.mark.usefixtures("slurm_cluster")`) gets the cluster. It runs
-`slurm/local-cluster.sh start` (as root; about 5 s from cold) once per session and
+`slurm/local-cluster.sh start` (as root; about 8 s from cold) once per session and
 stops the cluster at the end only if it started it. Without root or the SLURM packages it
 skips (fails when $CI is set). The cluster: name "appshpc", one node with 4 CPUs and 2 fake
 GPUs (gres gpu:2), default partition "debug", accounting through slurmdbd (so `sacct` knows
-final states). See slurm/local-cluster.sh.
+final states). Its configuration is in its own folder, never in /etc/slurm: while the
+fixture is active, SLURM_CONF points at it (`local-cluster.sh env`), so every sbatch, sacct,
+scontrol and `apps-hpc` process the tests start talks to this cluster and to no site's SLURM.
+See slurm/local-cluster.sh.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -31,6 +35,7 @@ class SlurmCluster:
     """What the tests may need to know about the running cluster."""
 
     state_dir: Path  # state, logs (state_dir / "log"), fake GPU devices
+    conf: Path  # its slurm.conf (state_dir / "etc"): what SLURM_CONF is set to
     script: Path  # slurm/local-cluster.sh
     started_here: bool  # False: it was already running and is left running
     name: str = "appshpc"
@@ -53,7 +58,7 @@ def _missing_commands() -> list[str]:
     ]
 
 
-def _script(*args: str) -> subprocess.CompletedProcess[str]:
+def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(SCRIPT), *args],
         cwd=REPO,
@@ -61,7 +66,18 @@ def _script(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=START_TIMEOUT_S,
         check=False,
+        env=env,
     )
+
+
+def slurm_conf(env: dict[str, str] | None = None) -> Path:
+    """The cluster's slurm.conf, from `local-cluster.sh env` ("export SLURM_CONF=...")."""
+    done = _script("env", env=env)
+    words = shlex.split(done.stdout)
+    assert done.returncode == 0 and words[:1] == ["export"], done.stdout + done.stderr
+    name, _, value = words[1].partition("=")
+    assert name == "SLURM_CONF", done.stdout
+    return Path(value)
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +100,14 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
                 f"{started.stdout}{started.stderr}"
             )
     state_dir = Path(os.environ.get("APPS_HPC_SLURM_DIR", DEFAULT_STATE_DIR))
+    conf = slurm_conf()
+    cluster = SlurmCluster(
+        state_dir=state_dir, conf=conf, script=SCRIPT, started_here=not already_running
+    )
     try:
-        yield SlurmCluster(state_dir=state_dir, script=SCRIPT, started_here=not already_running)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SLURM_CONF", str(conf))
+            yield cluster
     finally:
         if not already_running:
             _script("stop")
