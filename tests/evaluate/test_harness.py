@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from apps_hpc.records import Verdict
 from tests.helpers import run_one
 
@@ -122,6 +124,7 @@ def test_swallowed_timeout_prints_the_alarm_line_into_the_output(pool) -> None:
     assert run_one(pool, code, ["3"], ["3"]).verdict is Verdict.WRONG_ANSWER
 
 
+@pytest.mark.slow
 def test_program_budget_exceeded_marks_every_test_minus_one(pool_all_tests) -> None:
     code = (
         "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.8:\n"

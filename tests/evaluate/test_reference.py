@@ -88,7 +88,12 @@ def _evaluate(shared: Path, split: str, ref: dict, tmp: Path, mode: str) -> dict
 
 # auto: namespaces where the kernel allows them (as root: plus the uid switch); none: the
 # fallback; unprivileged: namespaces as uid 65534 (as root only: otherwise auto is that)
-MODES = ["auto", "none"] + (["unprivileged"] if os.geteuid() == 0 else [])
+# `auto` is the default mode; the others are slow (each runs every reference program).
+MODES = [
+    "auto",
+    pytest.param("none", marks=pytest.mark.slow),
+    *([pytest.param("unprivileged", marks=pytest.mark.slow)] if os.geteuid() == 0 else []),
+]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -89,6 +89,7 @@ def test_results_records_and_resume(shared_apps: Path, tmp_path: Path) -> None:
     assert "40 problems already in" in third.stderr and "evaluated" not in third.stderr
 
 
+@pytest.mark.slow
 def test_same_verdicts_with_one_and_two_workers_on_a_loaded_machine(
     shared_apps: Path, tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ def _sample(model: Path, prompts: Path, out: Path, *extra: str) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_sample_then_eval_end_to_end(
     tiny_model_dir: Path, prompts: Path, shared_apps: Path, tmp_path: Path
 ) -> None:
@@ -78,6 +79,7 @@ def test_sample_then_eval_end_to_end(
     assert [x["n"] for x in read_jsonl(results)] == [2] * 9
 
 
+@pytest.mark.slow
 def test_shards_give_the_same_samples_as_one_run(
     tiny_model_dir: Path, prompts: Path, tmp_path: Path
 ) -> None:
@@ -90,6 +92,7 @@ def test_shards_give_the_same_samples_as_one_run(
     ]
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_in_the_middle_of_a_shard(
     tiny_model_dir: Path, prompts: Path, tmp_path: Path
 ) -> None:
@@ -134,6 +137,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_shard(
     ]
 
 
+@pytest.mark.slow
 def test_merge_names_a_missing_shard(tiny_model_dir: Path, prompts: Path, tmp_path: Path) -> None:
     _sample(tiny_model_dir, prompts, tmp_path / "m", "--shard", "0/3")
     r = _cli("merge-samples", str(tmp_path / "m"), "--prompts", str(prompts), check=False)
