@@ -43,3 +43,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from apps_hpc.tiny_model import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the real SLURM cluster is slow (`make test-fast` leaves them out)."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

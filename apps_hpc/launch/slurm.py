@@ -22,6 +22,7 @@ from pathlib import Path
 import submitit
 from submitit.core.utils import JobPaths
 
+DEFAULT_CONF = "/etc/slurm/slurm.conf"
 # Final states: a job in one of these will not run again (a requeued job is PENDING).
 TERMINAL = frozenset(
     {
@@ -52,11 +53,31 @@ def is_failure(state: str) -> bool:
     return state in FAILURES
 
 
+def client_config() -> str | None:
+    """Why SLURM's clients have no configuration to read, or None when they have one
+    ($SLURM_CONF, else the default /etc/slurm/slurm.conf; without either, clients fall
+    back to slow DNS look-ups and retries)."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf:
+        return None if Path(conf).is_file() else f"SLURM_CONF={conf} does not exist"
+    if Path(DEFAULT_CONF).is_file():
+        return None
+    return f"no SLURM configuration ({DEFAULT_CONF} missing and SLURM_CONF unset)"
+
+
 def ping(timeout_s: float = 60) -> tuple[bool, str]:
     """Is a SLURM controller answering? (up, what `scontrol ping` said)."""
     if shutil.which("scontrol") is None:
         return False, "scontrol not found on this machine"
-    out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout_s)
+    missing = client_config()
+    if missing:
+        return False, missing
+    try:
+        out = subprocess.run(
+            ["scontrol", "ping"], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"scontrol ping did not answer within {timeout_s:.0f} s"
     text = (out.stdout + out.stderr).strip().replace("\n", " ")
     return out.returncode == 0 and "UP" in out.stdout, text or "scontrol ping failed"
 

@@ -54,3 +54,10 @@ def test_array_states_combine_worst_first() -> None:
     assert slurm.combine([]) == "UNKNOWN"
     assert slurm.is_failure("OUT_OF_MEMORY") and not slurm.is_failure("CANCELLED")
     assert slurm.master_id("123_4") == "123"
+
+
+def test_ping_without_a_slurm_configuration_answers_at_once(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
+    up, said = slurm.ping(timeout_s=5)
+    assert not up
+    assert "missing.conf does not exist" in said or "scontrol not found" in said
