@@ -36,7 +36,19 @@ class TrainSection:
     llamafactory: str = "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
     deepspeed: str | None = "configs/deepspeed/ds_z3_config.json"
     nproc_per_node: int | None = None  # None: every GPU of the node (1 without GPUs)
+    # Keep this global batch (per-device batch x accumulation x GPUs) on any GPU count by
+    # choosing gradient_accumulation_steps; None: the LlamaFactory YAML's accumulation.
+    global_batch: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FetchSection:
+    """What `apps-hpc fetch` downloads, and where every stage reads it (offline)."""
+
+    hub: str | None = None  # the hub folder (HF_HOME of every job); None: <root>/hub
+    model_revision: str = "main"  # a branch, tag or commit of the model repository
+    apps_revision: str = "main"  # the same for the APPS dataset repository
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class Experiment:
     prepare: PrepareSection = field(default_factory=PrepareSection)
     train: TrainSection = field(default_factory=TrainSection)
     sample: SampleSection = field(default_factory=SampleSection)
+    fetch: FetchSection = field(default_factory=FetchSection)
     source: Path | None = None  # the YAML it came from
 
     @property
@@ -90,6 +103,11 @@ class Experiment:
     @property
     def report_dir(self) -> Path:
         return self.dir / "report"
+
+    @property
+    def hub_dir(self) -> Path:
+        """The hub folder: HF_HOME of every stage, filled by `apps-hpc fetch`."""
+        return Path(self.fetch.hub) if self.fetch.hub else Path(self.root) / "hub"
 
     def resolve(self, path: str) -> Path:
         """A config-relative path: as given, else beside the YAML, else in a config folder
@@ -191,4 +209,35 @@ def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None
         _set_dotted(data, key, value)
     exp = _build(Experiment, data, str(path or "--set"))
     exp.source = path.resolve() if path else None
+    return absolute_paths(exp)
+
+
+def absolute_paths(exp: Experiment) -> Experiment:
+    """Every path of the experiment resolved once, against the directory the command was
+    run in (a job on a node, whose working directory differs, sees absolute paths only):
+    root, the hub folder, a local model or APPS folder, and the LlamaFactory / DeepSpeed
+    files when they are the user's own (a shipped config keeps its name: it is looked up
+    again in the config folders of the machine that runs the stage, e.g. the container)."""
+    from apps_hpc.hub import absolute
+
+    exp.root = str(Path(exp.root).expanduser().absolute())
+    if exp.fetch.hub:
+        exp.fetch.hub = str(Path(exp.fetch.hub).expanduser().absolute())
+    exp.model, exp.apps = absolute(exp.model), absolute(exp.apps)
+    exp.train.llamafactory = _user_file(exp, exp.train.llamafactory)
+    if exp.train.deepspeed:
+        exp.train.deepspeed = _user_file(exp, exp.train.deepspeed)
     return exp
+
+
+def _user_file(exp: Experiment, path: str) -> str:
+    """`path` made absolute when it is found as given or beside the YAML, unless it lies in
+    a config folder: then `configs/<kind>/<file>`, found by name wherever the stage runs."""
+    for candidate in (Path(path), *([exp.source.parent / path] if exp.source else [])):
+        if candidate.is_file():
+            real = candidate.resolve()
+            for folder in config_dirs():
+                if folder.is_dir() and real.is_relative_to(folder.resolve()):
+                    return str(Path("configs") / real.relative_to(folder.resolve()))
+            return str(candidate.absolute())
+    return path

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apps_hpc import hub
 from apps_hpc.apps import Problem, iter_problems
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.prompts import answer, user_prompt
@@ -27,7 +28,7 @@ from apps_hpc.prompts import answer, user_prompt
 
 @dataclass
 class PrepareConfig:
-    apps: str  # folder, .jsonl, parquet, or a hub dataset name
+    apps: str  # folder, .jsonl, parquet, or a hub id fetched by `apps-hpc fetch`
     out: Path
     dataset_name: str = "apps_train"
     max_per_problem: int | None = None
@@ -88,29 +89,8 @@ def dataset_info_entry(file_name: str) -> dict[str, Any]:
     }
 
 
-def _hub_problems(name: str) -> dict[str, list[Problem]]:
-    try:
-        import datasets
-    except ImportError:
-        raise AppsHpcError(f"{name}: not a local path, and `datasets` is not installed") from None
-    from apps_hpc.apps import parse_row
-
-    out: dict[str, list[Problem]] = {}
-    for split in ("train", "test"):
-        try:
-            rows = datasets.load_dataset(name, split=split)
-        except Exception as exc:  # offline, unknown name, script datasets on datasets>=4
-            raise AppsHpcError(f"{name}: could not load split {split!r} ({exc})") from None
-        out[split] = [parse_row(r, split, (f"{name}[{split}]", i + 1)) for i, r in enumerate(rows)]
-    return out
-
-
 def load_splits(source: str, skip_bad: bool) -> dict[str, list[Problem]]:
-    path = Path(source)
-    if not path.exists():
-        if "/" in source and not source.startswith((".", "/")):
-            return _hub_problems(source)
-        raise AppsHpcError(f"{source}: no such file or directory")
+    path = hub.local(source, hub.DATASET)  # a hub id: its fetched snapshot, offline
     splits: dict[str, list[Problem]] = {"train": [], "test": []}
     for problem in iter_problems(path, skip_bad=skip_bad):
         splits[problem.split].append(problem)

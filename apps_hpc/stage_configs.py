@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
+from apps_hpc import hub
 from apps_hpc.config import Experiment
 from apps_hpc.evaluate.stage import EvalConfig
 from apps_hpc.prepare import PrepareConfig
@@ -28,16 +29,47 @@ def with_overrides(cfg: C, **overrides: Any) -> C:
     return dataclasses.replace(cfg, **given) if given else cfg  # type: ignore[type-var]
 
 
+def absolute_config(cfg: C) -> C:
+    """A stage config with every path made absolute against the current directory, once,
+    before the stage (here, or in a job on a node with another working directory) sees
+    it: Path fields, lists of them, and the `model` / `apps` / `tokenizer` strings that
+    are local paths (hub ids stay ids)."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, Experiment):
+        return cfg
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, Path):
+            changes[f.name] = value.expanduser().absolute()
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            changes[f.name] = [v.expanduser().absolute() for v in value]
+        elif f.name in ("model", "apps", "tokenizer") and isinstance(value, str):
+            changes[f.name] = hub.absolute(value)
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+def fetched(exp: Experiment, value: str, repo_type: str) -> str:
+    """A hub id replaced by its fetched snapshot in the experiment's hub folder (a stage
+    then reads local files only); a local path, or a hub id not fetched yet, unchanged
+    (the stage names what is missing, and preflight does before anything is queued)."""
+    if not hub.is_hub_id(value):
+        return value
+    revision = exp.fetch.model_revision if repo_type == hub.MODEL else exp.fetch.apps_revision
+    found = hub.snapshot(exp.hub_dir, value, repo_type, revision)
+    return str(found) if found else value
+
+
 def models(exp: Experiment) -> list[tuple[str, str, str]]:
     """(name, model, the stage it waits for): the base model samples as soon as the data is
     prepared, the fine-tuned one (the training folder) after training."""
-    return [("base", exp.model, "prepare"), ("sft", str(exp.train_dir), "train")]
+    base = fetched(exp, exp.model, hub.MODEL)
+    return [("base", base, "prepare"), ("sft", str(exp.train_dir), "train")]
 
 
 def prepare_config(exp: Experiment, **overrides: Any) -> PrepareConfig:
     p = exp.prepare
     cfg = PrepareConfig(
-        apps=exp.apps,
+        apps=fetched(exp, exp.apps, hub.DATASET),
         out=exp.data_dir,
         dataset_name=p.dataset_name,
         max_per_problem=p.max_per_problem,
@@ -74,7 +106,7 @@ def sampling_with(exp: Experiment, **overrides: Any) -> Any:
 def eval_config(exp: Experiment, name: str, **overrides: Any) -> EvalConfig:
     cfg = EvalConfig(
         samples=samples_dir(exp, name).with_suffix(".jsonl"),
-        apps=Path(exp.apps),
+        apps=Path(fetched(exp, exp.apps, hub.DATASET)),
         out=exp.dir / "results" / f"{name}.jsonl",
     )
     return with_overrides(cfg, **overrides)

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from apps_hpc.errors import AppsHpcError
 
-# What one task asks for: every node and GPU of the profile (training), one model
-# replica's GPUs (a sampling shard), or the profile's CPUs and no GPU.
-Resources = Literal["nodes", "replica", "cpu"]
+# What one task asks for (launch/executor.stage_resources sizes it on a profile): every
+# node and GPU of the profile (training), one model replica's GPUs and its share of the
+# node (a sampling shard), a whole CPU node and no GPU (evaluation), or a little (small).
+Resources = Literal["nodes", "replica", "cpu", "small"]
 Progress = Callable[[Any], dict[str, str]]
 
 
@@ -69,7 +70,7 @@ _ALL = (
         "prepare",
         "apps_hpc.prepare:prepare",
         "apps_hpc.prepare:PrepareConfig",
-        "cpu",
+        "small",
         lambda cfg: _exists(cfg.out / "prompts.jsonl"),
         summary="APPS rows -> LlamaFactory dataset, dataset_info.json, prompts.jsonl",
     ),
@@ -96,7 +97,7 @@ _ALL = (
         "merge-sample",
         "apps_hpc.sample.stage:merge_shards_of",
         "apps_hpc.sample.stage:SampleConfig",
-        "cpu",
+        "small",
         lambda cfg: _exists(cfg.merged),
         summary="join the sampling shards into <out>.jsonl",
     ),
@@ -114,7 +115,7 @@ _ALL = (
         "merge-eval",
         "apps_hpc.evaluate.stage:merge_results",
         "apps_hpc.evaluate.stage:EvalConfig",
-        "cpu",
+        "small",
         lambda cfg: _exists(cfg.out),
         summary="join the evaluation shards into <out>",
     ),
@@ -122,7 +123,7 @@ _ALL = (
         "report",
         "apps_hpc.report:report",
         "apps_hpc.report:ReportConfig",
-        "cpu",
+        "small",
         lambda cfg: _exists(cfg.folder / "summary.md"),
         summary="pass@k tables and plots",
     ),

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from apps_hpc import hub
 from apps_hpc.config import Experiment
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.schedenv import rendezvous
@@ -45,12 +46,17 @@ def newest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def render(
-    exp: Experiment, base: dict[str, Any], deepspeed: Path | None, resume: Path | None
+    exp: Experiment,
+    base: dict[str, Any],
+    deepspeed: Path | None,
+    resume: Path | None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The final LlamaFactory config (pure)."""
+    """The final LlamaFactory config (pure); `model`: the local model folder (default:
+    the experiment's model as written)."""
     cfg = dict(base)
     cfg.update(
-        model_name_or_path=exp.model,
+        model_name_or_path=model or exp.model,
         dataset_dir=str(exp.data_dir.resolve()),
         dataset=exp.prepare.dataset_name,
         output_dir=str(exp.train_dir.resolve()),
@@ -103,7 +109,8 @@ def write_config(exp: Experiment) -> Path:
         deepspeed = out / "ds_config.json"
         shutil.copyfile(exp.resolve(exp.train.deepspeed), deepspeed)
     resume = newest_checkpoint(out)
-    cfg = render(exp, _load_base(exp), deepspeed, resume)
+    model = hub.local(exp.model, hub.MODEL, exp.fetch.model_revision, exp.hub_dir)
+    cfg = render(exp, _load_base(exp), deepspeed, resume, str(model))
     (out / "overrides.json").write_text(json.dumps(exp.train.overrides, indent=1) + "\n")
     path = out / "llamafactory.yaml"
     header = f"# rendered by apps-hpc from {exp.train.llamafactory}; overrides in overrides.json\n"

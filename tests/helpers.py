@@ -39,7 +39,8 @@ def run_one(
 def run_cli(
     *args: str, check: bool = False, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m apps_hpc ARGS` in a real subprocess; with check, a failure shows stderr."""
+    """`python -m apps_hpc ARGS` in a real subprocess (in `cwd`); with check, a failure
+    shows stderr."""
     r = subprocess.run(
         [sys.executable, "-m", "apps_hpc", *args],
         capture_output=True,

@@ -17,19 +17,33 @@ def launching() -> bool:
     return LAUNCH_KEY in click.get_current_context().meta
 
 
-def dispatch(stage: str, cfg: Any, show: Callable[[Path], None] | None = None) -> None:
+def dispatch(
+    stage: str,
+    cfg: Any,
+    show: Callable[[Path], None] | None = None,
+    hub_dir: Path | None = None,
+) -> None:
     """Run the stage here and `show` what it produced (default: its path), or, under
-    `apps-hpc submit`, send it to the cluster and print the job ids."""
+    `apps-hpc submit`, send it to the cluster and print the job ids. Either way the
+    config's paths are made absolute first, and the stage runs offline with `hub_dir`
+    (default: the default experiment's, ./experiments/hub) as HF_HOME."""
+    from apps_hpc.config import Experiment
+    from apps_hpc.stage_configs import absolute_config
+
+    cfg = absolute_config(cfg)
+    hub_dir = (hub_dir or Experiment().hub_dir).absolute()
     options = click.get_current_context().meta.get(LAUNCH_KEY)
     if options is None:
+        from apps_hpc.hub import apply_offline
         from apps_hpc.stages import run_stage
 
+        apply_offline(hub_dir)
         result = run_stage(stage, cfg)
         (show or (lambda p: click.echo(str(p))))(result)
         return
     from apps_hpc.launch.cli_support import submit_stage
 
-    for key, ids in submit_stage(stage, cfg, **options).items():
+    for key, ids in submit_stage(stage, cfg, hub_dir=hub_dir, **options).items():
         click.echo(f"{key}: {' '.join(ids)}")
 
 

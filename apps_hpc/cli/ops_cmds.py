@@ -1,4 +1,4 @@
-"""The housekeeping commands: status, cancel, experiment-path, doctor, demo."""
+"""The housekeeping commands: fetch, status, cancel, experiment-path, doctor, demo."""
 
 from __future__ import annotations
 
@@ -99,6 +99,27 @@ def doctor_cmd(root: Path | None, strict: bool) -> None:
         sys.exit(1)
 
 
+@click.command("fetch", context_settings=CONTEXT)
+@click.option(
+    "--config", "config", required=True, type=click.Path(path_type=Path), help="Experiment YAML."
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def fetch_cmd(config: Path, sets: tuple[str, ...]) -> None:
+    """Download the model snapshot and the APPS rows into the experiment's hub folder
+    (`fetch.hub`, default <root>/hub), on a machine with internet; every job then runs
+    offline from there. Resumable; a re-run downloads nothing; commits and sha256 go into
+    manifest.json.
+
+    \b
+    Example:
+      apps-hpc fetch --config configs/experiments/dscoder_apps.yaml
+    """
+    from apps_hpc.config import load_experiment, parse_sets
+    from apps_hpc.fetch import fetch
+
+    fetch(load_experiment(config, parse_sets(sets)), click.echo)
+
+
 @click.command("demo", context_settings=CONTEXT)
 @click.option(
     "--config",
@@ -136,4 +157,4 @@ def demo_cmd(
     run_demo(config, root, apps, cluster, list(sets), click.echo)
 
 
-COMMANDS = [status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]
+COMMANDS = [fetch_cmd, status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]

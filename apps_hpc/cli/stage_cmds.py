@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from apps_hpc import hub
 from apps_hpc.cli.common import (
     CONTEXT,
     config_option,
@@ -75,8 +76,11 @@ def prepare_cmd(config: Path | None, **flags: object) -> None:
     from apps_hpc import stage_configs as sc
     from apps_hpc.config import load_experiment
 
-    cfg = sc.prepare_config(load_experiment(config), **flags)
-    dispatch("prepare", cfg, _show_prepared(cfg.stats))  # type: ignore[arg-type]
+    exp = load_experiment(config)
+    if isinstance(flags.get("apps"), str):
+        flags["apps"] = sc.fetched(exp, hub.absolute(flags["apps"]), hub.DATASET)
+    cfg = sc.prepare_config(exp, **flags)
+    dispatch("prepare", cfg, _show_prepared(cfg.stats), exp.hub_dir)  # type: ignore[arg-type]
 
 
 @click.command("train", context_settings=CONTEXT)
@@ -91,7 +95,8 @@ def train_cmd(config: Path, sets: tuple[str, ...]) -> None:
     """
     from apps_hpc.config import load_experiment, parse_sets
 
-    dispatch("train", load_experiment(config, parse_sets(sets)))
+    exp = load_experiment(config, parse_sets(sets))
+    dispatch("train", exp, hub_dir=exp.hub_dir)
 
 
 @click.command("tiny-model", context_settings=CONTEXT)
@@ -212,7 +217,7 @@ def sample_cmd(
     cfg = sc.sample_config(
         exp,
         name,
-        model or exp.model,
+        sc.fetched(exp, hub.absolute(model or exp.model), hub.MODEL),
         out=out,
         sampling=sampling,
         shard=parse_shard(shard) if shard else None,
@@ -221,7 +226,7 @@ def sample_cmd(
     )
     # Only an experiment's own run records its throughput in the experiment's manifest.
     cfg = dataclasses.replace(cfg, model_name=model_name, manifest=cfg.manifest if config else None)
-    dispatch("sample", cfg)
+    dispatch("sample", cfg, hub_dir=exp.hub_dir)
 
 
 @click.command("merge-samples", context_settings=CONTEXT)

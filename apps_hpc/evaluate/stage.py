@@ -11,6 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from apps_hpc import hub
 from apps_hpc.apps import Problem, load_problems
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.evaluate.harness import TestSpec
@@ -124,7 +125,8 @@ def evaluate(cfg: EvalConfig) -> Path:
     """Evaluate every problem of `cfg.samples` not already in the results; return the
     results file (with a shard: the merged file once every shard is complete, else the
     shard's file)."""
-    problems, load = load_problems(cfg.apps, cfg.split, cfg.skip_bad_rows)
+    apps = hub.local(cfg.apps, hub.DATASET)  # a hub id: its fetched snapshot, offline
+    problems, load = load_problems(apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
         log.warning("skipped %d bad APPS rows; first: %s", len(load.skipped), load.skipped[0])
     all_samples = read_samples(cfg.samples)

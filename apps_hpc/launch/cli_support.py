@@ -38,15 +38,22 @@ def single_stage_steps(stage: str, cfg: Any, shards: int | None, profile: Profil
 
 
 def submit_stage(
-    stage: str, cfg: Any, cluster: str, wait: bool, dry_run: bool, shards: int | None
+    stage: str,
+    cfg: Any,
+    cluster: str,
+    wait: bool,
+    dry_run: bool,
+    shards: int | None,
+    hub_dir: Path | None = None,
 ) -> dict[str, list[str]]:
     profile = load_profile(cluster)
     launch = Launch(
         profile,
-        experiment_root(stage, cfg).resolve(),
+        experiment_root(stage, cfg).absolute(),
         wait,
         dry_run,
         getattr(cfg, "gpus_per_model", 1),
+        hub_dir,
     )
     return submit(launch, single_stage_steps(stage, cfg, shards, profile))
 
@@ -61,7 +68,9 @@ def submit_pipeline(
 ) -> dict[str, list[str]]:
     profile = load_profile(cluster)
     shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
-    launch = Launch(profile, exp.dir.resolve(), wait, dry_run, exp.sample.gpus_per_model)
+    launch = Launch(
+        profile, exp.dir.absolute(), wait, dry_run, exp.sample.gpus_per_model, exp.hub_dir
+    )
     if not dry_run:
         check_submittable(profile)  # before anything is written
         write_resolved(exp)

@@ -35,17 +35,19 @@ class Launch:
     wait: bool = False
     dry_run: bool = False
     gpus_per_model: int = 1
+    hub_dir: Path | None = None  # HF_HOME of every job (offline), bound into the container
 
 
 def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
     res = stage_resources(step.stage, launch.profile, launch.gpus_per_model)
     name = f"apps-hpc-{step.key.replace('/', '-')}"
-    return make_executor(launch.profile, launch.root / "jobs", launch.root, res, name, dependency)
+    binds = [launch.root, *([launch.hub_dir] if launch.hub_dir else [])]
+    return make_executor(launch.profile, launch.root / "jobs", binds, res, name, dependency)
 
 
 def _submit_step(launch: Launch, step: Step, dependency: str | None) -> list[submitit.Job]:
     ex = _executor(launch, step, dependency)
-    task = StageTask(launch.root / "manifest.json", step.key)
+    task = StageTask(launch.root / "manifest.json", step.key, launch.hub_dir)
     if step.array:
         return ex.map_array(task, [step.stage] * len(step.cfgs), step.cfgs)
     return [ex.submit(task, step.stage, step.cfgs[0])]

@@ -4,7 +4,9 @@
 requeued with the same arguments, and the stage resumes from its own files (train from
 the newest checkpoint-*, sample/eval from their shard files). Each run records when it
 started and ended in the experiment's `manifest.json` (`timing/<step>/<task>`), which is
-where `apps-hpc report` reads each stage's wall time.
+where `apps-hpc report` reads each stage's wall time. It runs offline, with the
+experiment's hub folder as HF_HOME (compute nodes often have no internet; `apps-hpc fetch`
+filled the folder beforehand).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import submitit
 
+from apps_hpc.hub import apply_offline
 from apps_hpc.logs import setup_logging
 from apps_hpc.manifest import update_manifest
 from apps_hpc.stages import run_stage
@@ -38,9 +41,12 @@ def task_name() -> str:
 class StageTask(submitit.helpers.Checkpointable):
     """A stage as a submitit job; requeued (same arguments) when preempted."""
 
-    def __init__(self, manifest: Path | None = None, step: str | None = None) -> None:
+    def __init__(
+        self, manifest: Path | None = None, step: str | None = None, hub_dir: Path | None = None
+    ) -> None:
         self.manifest = manifest
         self.step = step
+        self.hub_dir = hub_dir
 
     def _timing(self, record: dict[str, Any]) -> None:
         if self.manifest is not None and self.step is not None:
@@ -48,6 +54,8 @@ class StageTask(submitit.helpers.Checkpointable):
 
     def __call__(self, stage: str, cfg: Any) -> str:
         setup_logging()  # the job's own process: its log goes to the job's stderr file
+        if self.hub_dir is not None:
+            apply_offline(self.hub_dir)
         started, clock = _now(), time.monotonic()
         record = {"started": started, "host": socket.gethostname(), "state": "RUNNING"}
         self._timing(record)

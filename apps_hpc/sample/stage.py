@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from apps_hpc import hub
 from apps_hpc.config import SampleSection, Sampling
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.manifest import update_manifest
@@ -192,6 +193,8 @@ def merge_shards_of(cfg: SampleConfig) -> Path:
 def sample(cfg: SampleConfig) -> Path:
     """Sample this process's shard (or every local replica); merge when all are done.
     Returns the merged samples file, or the shard folder while shards are missing."""
+    # The model folder, or a hub id's fetched snapshot (offline): checked before anything.
+    cfg = replace(cfg, model=str(hub.local(cfg.model, hub.MODEL)))
     cfg.out.mkdir(parents=True, exist_ok=True)
     if cfg.gpus == "all" and cfg.shard is None and array_task() is None:
         all_stats = _run_local_replicas(cfg)

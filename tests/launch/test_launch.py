@@ -33,19 +33,45 @@ def test_shipped_profiles_load() -> None:
 def test_profile_missing_field_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "site.yaml"
     bad.write_text("executor: slurm\ncpus_per_task: 2\n")
-    with pytest.raises(AppsHpcError, match=r"site.yaml: missing field\(s\) gpus_per_node, mem"):
+    with pytest.raises(AppsHpcError, match=r"site.yaml: missing field\(s\) gpus_per_node, mem_p"):
         load_profile(str(bad))
 
 
 def test_resources_per_stage() -> None:
-    p = load_profile("example-a100")
-    assert stage_resources("train", p) == Resources(1, 8, 64, "480G", 720)
-    assert stage_resources("sample", p, gpus_per_model=2).gpus == 2
-    assert stage_resources("eval", p).gpus == 0
+    p = load_profile("example-a100")  # 8 GPUs, 64 CPUs, 480G per GPU node; a CPU partition
+    assert stage_resources("train", p) == Resources(1, 8, 64, "480G", 720, "gpu")
+    assert stage_resources("sample", p) == Resources(1, 1, 8, "60G", 720, "gpu")
+    assert stage_resources("sample", p, gpus_per_model=2) == Resources(1, 2, 16, "120G", 720, "gpu")
+    assert stage_resources("eval", p) == Resources(1, 0, 128, "240G", 720, "cpu", cpu_side=True)
+    for small in ("prepare", "merge-sample", "merge-eval", "report"):
+        assert stage_resources(small, p) == Resources(1, 0, 2, "16G", 720, "cpu", cpu_side=True)
     params = slurm_parameters(p, stage_resources("sample", p), "x", "afterok:1:2")
     assert params["gres"] == "gpu:1" and params["partition"] == "gpu"
     assert params["dependency"] == "afterok:1:2"
     assert params["additional_parameters"] == {"constraint": "a100", "kill-on-invalid-dep": "yes"}
+    cpu = slurm_parameters(p, stage_resources("eval", p), "x", None)
+    assert cpu["partition"] == "cpu" and "gres" not in cpu and cpu["additional_parameters"] == {}
+
+
+def test_resources_without_a_cpu_partition(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "executor: slurm\npartition: gpu\ngpus_per_node: 4\ncpus_per_node: 30\n"
+        "mem_per_node: 1000M\ntime: 60\nsmall_cpus: 64\n"
+    )
+    p = load_profile(str(site))
+    assert stage_resources("sample", p) == Resources(1, 1, 7, "250M", 60, "gpu")
+    assert stage_resources("eval", p) == Resources(1, 0, 30, "1000M", 60, "gpu")
+    assert stage_resources("report", p) == Resources(1, 0, 30, "1000M", 60, "gpu")  # capped
+
+
+def test_profile_old_field_names_still_load(tmp_path: Path) -> None:
+    site = tmp_path / "old.yaml"
+    site.write_text("executor: local\ngpus_per_node: 0\ncpus_per_task: 3\nmem: 2G\ntime: 5\n")
+    assert (load_profile(str(site)).cpus_per_node, load_profile(str(site)).mem_per_node) == (
+        3,
+        "2G",
+    )
 
 
 def test_pipeline_plan_chains_both_models(tmp_path: Path) -> None:
@@ -84,6 +110,39 @@ def test_dry_run_matches_reference(tmp_path: Path, cluster: str) -> None:
         reference.write_text(text)
     assert text == reference.read_text()
     assert not (tmp_path / "cpu" / "manifest.json").exists() and not image.exists()
+
+
+def test_published_experiment_on_an_8_gpu_profile(tmp_path: Path) -> None:
+    """The shipped published config as written (8 sampling shards: one per GPU), on the
+    8xA100 example profile: each job's CPUs, memory, GPUs and partition."""
+    r = _cli(
+        "submit", "pipeline", "--config", "dscoder_apps", "--set", f"root={tmp_path}",
+        "--cluster", "example-a100", "--dry-run", "--eval-shards", "8",
+    )  # fmt: skip
+    text = _normalise(r.stdout, tmp_path)
+    reference = DRYRUN / "pipeline-dscoder_apps-example-a100.txt"
+    if UPDATE:
+        reference.write_text(text)
+    assert text == reference.read_text()
+    jobs = {part.split(" ")[0]: part for part in text.split("### ")[1:]}
+    want = {  # stage: (cpus, mem, gres, partition)
+        "train": ("64", "480G", "gpu:8", "gpu"),
+        "sample/base": ("8", "60G", "gpu:1", "gpu"),
+        "sample/sft": ("8", "60G", "gpu:1", "gpu"),
+        "eval/sft": ("128", "240G", None, "cpu"),
+        "prepare": ("2", "16G", None, "cpu"),
+        "merge-sample/sft": ("2", "16G", None, "cpu"),
+        "merge-eval/base": ("2", "16G", None, "cpu"),
+        "report": ("2", "16G", None, "cpu"),
+    }
+    for key, (cpus, mem, gres, partition) in want.items():
+        job = jobs[key]
+        assert f"--cpus-per-task={cpus}\n" in job and f"--mem={mem}\n" in job, key
+        assert f"--partition={partition}\n" in job, key
+        assert (f"--gres={gres}\n" in job) if gres else "--gres" not in job, key
+        assert ("--constraint=a100" in job) == (partition == "gpu"), key
+    assert "#SBATCH --array=0-7%8" in jobs["sample/sft"]
+    assert "#SBATCH --array=0-7%8" in jobs["eval/base"]
 
 
 def test_nonexistent_image_submits_nothing(tmp_path: Path) -> None:
