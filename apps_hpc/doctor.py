@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,13 +116,13 @@ def check_shm(path: str = "/dev/shm") -> Check:
 
 
 def check_root(root: Path) -> Check:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-"):
-            pass
-    except OSError as exc:
-        return Check("experiment root", "fail", f"{root} is not writable ({exc.strerror})")
-    return Check("experiment root", "ok", f"{root.resolve()} is writable")
+    """The root, or the folder it would be created in, is writable (nothing is created)."""
+    existing = root.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Check("experiment root", "fail", f"{root}: {existing} is not writable")
+    return Check("experiment root", "ok", f"{root.absolute()} is writable")
 
 
 def check_isolation() -> Check:
@@ -150,7 +149,7 @@ def _flash_attn_pin(path: Path = LOCK.parent / "versions.env") -> str | None:
     return None
 
 
-def run_checks(root: Path, strict: bool) -> list[Check]:
+def run_checks(root: Path | None, strict: bool) -> list[Check]:
     pins = lock_versions()
     flash = _flash_attn_pin()
     if flash:
@@ -159,14 +158,21 @@ def run_checks(root: Path, strict: bool) -> list[Check]:
     checks += [check_version(dist, strict, pins) for dist in PINNED if dist != "flash-attn"]
     cuda, gpus = check_torch_cuda()
     checks += [cuda, check_version("flash-attn", strict, pins)]
-    checks += [check_flash_attn(gpus), check_nccl(gpus), check_shm(), check_root(root)]
+    checks += [check_flash_attn(gpus), check_nccl(gpus), check_shm()]
+    checks += [check_root(root)] if root is not None else []
     checks.append(check_isolation())
     return checks
 
 
-def doctor(root: Path, strict: bool, say: Callable[[str], None] = print) -> int:
-    """Print every check; return the number of failures."""
-    checks = run_checks(root, strict)
+def doctor(
+    root: Path | None,
+    strict: bool,
+    say: Callable[[str], None] = print,
+    extra: list[Check] | None = None,
+) -> int:
+    """Print every check (this machine's, then `extra`: an experiment's preflight);
+    return the number of failures."""
+    checks = run_checks(root, strict) + list(extra or [])
     for check in checks:
         say(check.line())
     return sum(c.status == "fail" for c in checks)

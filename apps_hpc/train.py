@@ -32,7 +32,13 @@ from apps_hpc.schedenv import rendezvous
 
 log = logging.getLogger(__name__)
 
-REPORT_FILES = ("training_loss.png", "train_results.json", "all_results.json", "trainer_log.jsonl")
+REPORT_FILES = (
+    "training_loss.png",
+    "train_results.json",
+    "all_results.json",
+    "trainer_log.jsonl",
+    "train_batch.json",
+)
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
@@ -51,9 +57,11 @@ def render(
     deepspeed: Path | None,
     resume: Path | None,
     model: str | None = None,
+    world: int | None = None,
 ) -> dict[str, Any]:
     """The final LlamaFactory config (pure); `model`: the local model folder (default:
-    the experiment's model as written)."""
+    the experiment's model as written); `world`: the training processes, from which
+    `train.global_batch` chooses the accumulation (it wins over the overrides')."""
     cfg = dict(base)
     cfg.update(
         model_name_or_path=model or exp.model,
@@ -66,9 +74,34 @@ def render(
     else:
         cfg["deepspeed"] = str(deepspeed)
     cfg.update(exp.train.overrides)
+    if exp.train.global_batch is not None and world is not None:
+        cfg["gradient_accumulation_steps"] = accumulation(exp.train.global_batch, cfg, world)
     if resume is not None:
         cfg["resume_from_checkpoint"] = str(resume)
     return cfg
+
+
+def accumulation(global_batch: int, cfg: dict[str, Any], world: int) -> int:
+    """The gradient accumulation that keeps `global_batch` on `world` processes."""
+    per = int(cfg.get("per_device_train_batch_size", 1))
+    if global_batch % (per * world):
+        raise AppsHpcError(
+            f"train.global_batch {global_batch} is not a multiple of {per} per device "
+            f"x {world} processes"
+        )
+    return global_batch // (per * world)
+
+
+def batch_record(cfg: dict[str, Any], world: int) -> dict[str, int]:
+    """What training used: per device x accumulation x processes = the global batch."""
+    per = int(cfg.get("per_device_train_batch_size", 1))
+    accum = int(cfg.get("gradient_accumulation_steps", 1))
+    return {
+        "per_device": per,
+        "accumulation": accum,
+        "processes": world,
+        "global_batch": per * accum * world,
+    }
 
 
 def launch_env(exp: Experiment, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -100,8 +133,13 @@ def _load_base(exp: Experiment) -> dict[str, Any]:
     return data
 
 
-def write_config(exp: Experiment) -> Path:
-    """Render and write `<experiment>/train/llamafactory.yaml`; return its path."""
+def world_size(env: dict[str, str]) -> int:
+    return int(env.get("NNODES", "1")) * int(env.get("NPROC_PER_NODE", "1"))
+
+
+def write_config(exp: Experiment, world: int = 1) -> Path:
+    """Render and write `<experiment>/train/llamafactory.yaml` (and `train_batch.json`,
+    the global batch it makes on `world` processes); return its path."""
     out = exp.train_dir
     out.mkdir(parents=True, exist_ok=True)
     deepspeed = None
@@ -110,10 +148,16 @@ def write_config(exp: Experiment) -> Path:
         shutil.copyfile(exp.resolve(exp.train.deepspeed), deepspeed)
     resume = newest_checkpoint(out)
     model = hub.local(exp.model, hub.MODEL, exp.fetch.model_revision, exp.hub_dir)
-    cfg = render(exp, _load_base(exp), deepspeed, resume, str(model))
+    cfg = render(exp, _load_base(exp), deepspeed, resume, str(model), world)
     (out / "overrides.json").write_text(json.dumps(exp.train.overrides, indent=1) + "\n")
+    batch = batch_record(cfg, world)
+    (out / "train_batch.json").write_text(json.dumps(batch, indent=1) + "\n")
     path = out / "llamafactory.yaml"
-    header = f"# rendered by apps-hpc from {exp.train.llamafactory}; overrides in overrides.json\n"
+    header = (
+        f"# rendered by apps-hpc from {exp.train.llamafactory}; overrides in overrides.json\n"
+        f"# global batch {batch['global_batch']} = {batch['per_device']} per device x "
+        f"{batch['accumulation']} accumulation x {world} processes\n"
+    )
     path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -139,11 +183,11 @@ def train(exp: Experiment) -> Path:
     """Run (or resume) the fine-tuning; return the output folder."""
     if not (exp.data_dir / "dataset_info.json").exists():
         raise AppsHpcError(f"{exp.data_dir}: no dataset_info.json; run `apps-hpc prepare` first")
-    config = write_config(exp)
+    env = launch_env(exp)
+    config = write_config(exp, world_size(env))
     resume = newest_checkpoint(exp.train_dir)
     if resume is not None:
         log.info("resuming from %s", resume)
-    env = launch_env(exp)
     proc = subprocess.run([*_cli(), "train", str(config)], env=env, cwd=exp.train_dir)
     if proc.returncode != 0:
         raise AppsHpcError(

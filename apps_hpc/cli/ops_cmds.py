@@ -75,25 +75,48 @@ def experiment_path_cmd(config: Path, key: str | None) -> None:
     "--root",
     type=click.Path(path_type=Path),
     default=None,
-    help="Experiment root that must be writable (default: $APPS_HPC_ROOT or ./experiments).",
+    help="Experiment root that must be writable (default: the experiment's, $APPS_HPC_ROOT "
+    "or ./experiments).",
 )
 @click.option(
     "--strict", is_flag=True, help="A version that differs from the container's lock is a failure."
 )
-def doctor_cmd(root: Path | None, strict: bool) -> None:
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML: also run the preflight of `submit pipeline` on it.",
+)
+@click.option("--cluster", default="slurm-default", show_default=True, help="Cluster profile.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def doctor_cmd(
+    root: Path | None, strict: bool, config: Path | None, cluster: str, sets: tuple[str, ...]
+) -> None:
     """Check python, torch/CUDA/GPUs, flash-attn, vLLM/DeepSpeed/LlamaFactory against the
-    lock, NCCL, /dev/shm and the experiment root; exit 1 if a check failed.
+    lock, NCCL, /dev/shm and the experiment root; with --config, also everything
+    `submit pipeline` checks before queueing (APPS rows, model snapshot, image,
+    controller, storage, GPU count against the recipe). Creates nothing; exit 1 if a
+    check failed.
 
     \b
     Example:
-      apps-hpc doctor --root /lustre/experiments
+      apps-hpc doctor --config configs/experiments/dscoder_apps.yaml --cluster mysite.yaml
     """
     import os
 
     from apps_hpc.doctor import doctor
 
-    root = root or Path(os.environ.get("APPS_HPC_ROOT", "experiments"))
-    failures = doctor(root, strict, click.echo)
+    extra = []
+    if config is not None:
+        from apps_hpc.config import load_experiment, parse_sets
+        from apps_hpc.launch.preflight import pipeline_checks
+        from apps_hpc.launch.profiles import load_profile
+
+        extra = pipeline_checks(load_experiment(config, parse_sets(sets)), load_profile(cluster))
+    else:
+        root = root or Path(os.environ.get("APPS_HPC_ROOT", "experiments"))
+    failures = doctor(root, strict, click.echo, extra)
     if failures:
         click.echo(f"{failures} check(s) failed", err=True)
         sys.exit(1)

@@ -3,15 +3,33 @@ shards, build the plan, submit it."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from apps_hpc.config import Experiment
-from apps_hpc.launch.executor import check_submittable
+from apps_hpc.doctor import Check
+from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, pipeline, stage_steps
 from apps_hpc.launch.profiles import Profile, load_profile
 from apps_hpc.launch.submit import Launch, submit
 from apps_hpc.stages import get
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def checked_submit(launch: Launch, steps: list[Step], checks: Callable[[], list[Check]]) -> dict:
+    """Preflight, then submit: a failed check queues nothing (with --dry-run, the scripts
+    are printed first, then the same checks, so a refused plan still shows its scripts)."""
+    if not launch.dry_run:
+        preflight.refuse_on_failure(checks(), _warn)
+        return submit(launch, steps)
+    ids = submit(launch, steps)
+    preflight.refuse_on_failure(checks(), _warn)
+    return ids
 
 
 def experiment_root(stage: str, cfg: Any) -> Path:
@@ -55,7 +73,13 @@ def submit_stage(
         getattr(cfg, "gpus_per_model", 1),
         hub_dir,
     )
-    return submit(launch, single_stage_steps(stage, cfg, shards, profile))
+    steps = single_stage_steps(stage, cfg, shards, profile)
+    hub_dir = hub_dir or Experiment().hub_dir.absolute()
+
+    def checks() -> list[Check]:
+        return preflight.stage_checks(stage, cfg, profile, launch.root, hub_dir)
+
+    return checked_submit(launch, steps, checks)
 
 
 def submit_pipeline(
@@ -71,10 +95,15 @@ def submit_pipeline(
     launch = Launch(
         profile, exp.dir.absolute(), wait, dry_run, exp.sample.gpus_per_model, exp.hub_dir
     )
-    if not dry_run:
-        check_submittable(profile)  # before anything is written
-        write_resolved(exp)
-    return submit(launch, pipeline(exp, shards, eval_shards))
+    steps = pipeline(exp, shards, eval_shards)
+
+    def checks() -> list[Check]:
+        found = preflight.pipeline_checks(exp, profile)
+        if not dry_run and not any(c.status == "fail" for c in found):
+            write_resolved(exp)  # only once nothing stands in the way
+        return found
+
+    return checked_submit(launch, steps, checks)
 
 
 def write_resolved(exp: Experiment) -> Path:

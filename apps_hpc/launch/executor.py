@@ -10,7 +10,6 @@ from typing import Any
 
 import submitit
 
-from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch import slurm
 from apps_hpc.launch.profiles import Profile, mem_mb, mem_text
 from apps_hpc.stages import get
@@ -82,19 +81,6 @@ def container_python(profile: Profile, folders: list[Path]) -> str | None:
         return None
     binds = ",".join([*(str(f.absolute()) for f in folders), *profile.binds])
     return f"apptainer exec --nv --bind {shlex.quote(binds)} {shlex.quote(profile.image)} python3"
-
-
-def check_submittable(profile: Profile) -> None:
-    """One clear error, before anything is submitted, when the cluster can't take jobs."""
-    if profile.image and not Path(profile.image).exists():
-        raise AppsHpcError(f"{profile.source}: image {profile.image} does not exist")
-    if profile.executor != "slurm":
-        return
-    if not slurm.has_sbatch():
-        raise AppsHpcError(f"cluster profile {profile.name!r}: sbatch not found on this machine")
-    up, said = slurm.ping()
-    if not up:
-        raise AppsHpcError(f"SLURM controller unreachable: {said}")
 
 
 def slurm_parameters(

@@ -14,7 +14,6 @@ import submitit
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch import slurm
 from apps_hpc.launch.executor import (
-    check_submittable,
     dry_run_text,
     make_executor,
     stage_resources,
@@ -184,7 +183,6 @@ def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
     if launch.dry_run:
         print(dry_run(launch, steps), end="")
         return {}
-    check_submittable(launch.profile)
     launch.root.mkdir(parents=True, exist_ok=True)
     if launch.profile.executor == "local":
         jobs = _run_in_order(launch, steps)
