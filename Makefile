@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format bench clean demo image sif lock flash-attn-sha
+.PHONY: install test test-fast lint format bench clean demo gpu-check image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ format: install
 
 demo: install  ## the whole experiment on this machine: tiny model, CPU, local executor
 	$(BIN)/apps-hpc demo
+
+# On one CUDA GPU, without the container: doctor's GPU checks, the train stage (LlamaFactory,
+# bf16, tiny model) and the transformers engine on CUDA. On a bare GPU machine:
+#   python3 -m pip install -e '.[train]' && make gpu-check GPU_PYTHON=python3
+GPU_PYTHON ?= $(BIN)/python
+gpu-check:  ## what runs on one CUDA GPU without the container; says "skipped" without one
+	$(GPU_PYTHON) -m apps_hpc.gpu_check
 
 bench: install  ## evaluator vs. a python3-per-test baseline on ../shared/apps
 	$(BIN)/python benchmarks/eval_throughput.py
