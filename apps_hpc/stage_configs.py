@@ -39,12 +39,12 @@ def absolute_config(cfg: C) -> C:
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if isinstance(value, Path):
+        if f.name in ("model", "apps", "tokenizer") and isinstance(value, (str, Path)):
+            changes[f.name] = type(value)(hub.absolute(str(value)))  # a hub id stays one
+        elif isinstance(value, Path):
             changes[f.name] = value.expanduser().absolute()
         elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
             changes[f.name] = [v.expanduser().absolute() for v in value]
-        elif f.name in ("model", "apps", "tokenizer") and isinstance(value, str):
-            changes[f.name] = hub.absolute(value)
     return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
