@@ -302,3 +302,28 @@ def test_sbatch_fallback_pipeline(tmp_path: Path, tiny_model_dir: Path, shared_a
         ["sacct", "-n", "-X", "-o", "State", "-j", report_id], capture_output=True, text=True
     ).stdout.split()
     assert state[:1] == ["COMPLETED"] or summary.exists()
+
+
+@pytest.mark.slow
+def test_relative_paths_offline_pipeline_on_slurm(tmp_path: Path) -> None:
+    """From a fresh clone's folder, as the README's test-cluster commands: the demo
+    experiment with its relative paths, fetched (nothing to download: local model and
+    rows), then `submit pipeline` on the cluster; the jobs run offline (HF_HUB_OFFLINE and
+    friends, set by the job itself) with the hub endpoint unreachable, to the report."""
+    pytest.importorskip("llamafactory")
+    from tests.test_real_run import DEMO, SMALL, clone_like, offline_cli
+
+    work = clone_like(tmp_path)
+    for args in (
+        ["tiny-model", "--out", "experiments/tiny-model"],
+        ["fetch", "--config", DEMO],
+    ):
+        r = offline_cli(work, *args, unshare=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+    r = offline_cli(
+        work, "submit", "pipeline", "--config", DEMO, "--cluster", "slurm-default", "--wait",
+        *SMALL, unshare=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = (work / "experiments/demo/report/summary.md").read_text()
+    assert "| base | 12 (4/4/4) |" in summary and "| sft | 12 (4/4/4) |" in summary
