@@ -32,9 +32,9 @@ def test_env_dir_then_cwd_configs_win_over_the_package(tmp_path: Path, monkeypat
         )
     monkeypatch.chdir(tmp_path / "work")
     monkeypatch.delenv("APPS_HPC_CONFIG_DIR", raising=False)
-    assert load_profile("local").cpus_per_task == 5  # ./configs before the package
+    assert load_profile("local").cpus_per_node == 5  # ./configs before the package
     monkeypatch.setenv("APPS_HPC_CONFIG_DIR", str(site))
-    assert load_profile("local").cpus_per_task == 7  # the environment first
+    assert load_profile("local").cpus_per_node == 7  # the environment first
     assert load_profile("slurm-default").executor == "slurm"  # still found in the package
 
 
@@ -59,5 +59,6 @@ def test_the_cli_finds_shipped_configs_outside_the_source_tree(tmp_path: Path) -
         "--dry-run",
         cwd=tmp_path,
     )
-    assert r.returncode == 0, r.stderr
-    assert "#SBATCH --gres=gpu:8" in r.stdout
+    assert "#SBATCH --gres=gpu:8" in r.stdout, r.stderr
+    # the preflight refuses it here (nothing fetched, no image), after the scripts
+    assert r.returncode == 2 and "error: image: " in r.stderr
