@@ -120,8 +120,8 @@ def check_root(root: Path) -> Check:
     existing = root.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return Check("experiment root", "fail", f"{root}: {existing} is not writable")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return Check("experiment root", "fail", f"{root}: {existing} is not a writable folder")
     return Check("experiment root", "ok", f"{root.absolute()} is writable")
 
 

@@ -41,9 +41,9 @@ def _local(value: str, repo_type: str, revision: str, hub_dir: Path) -> Path:
     return hub.local(value, repo_type, revision, hub_dir)
 
 
-def check_apps(value: str, revision: str, hub_dir: Path) -> Check:
-    """APPS rows local, train problems with tests, test problems with solutions and tests
-    (the published counts for codeparrot/apps)."""
+def check_apps(value: str, revision: str, hub_dir: Path, train_too: bool = True) -> Check:
+    """APPS rows local, train problems with tests (unless only evaluating), test problems
+    with solutions and tests (the published counts for codeparrot/apps)."""
     from apps_hpc.apps import iter_problems
 
     try:
@@ -56,7 +56,7 @@ def check_apps(value: str, revision: str, hub_dir: Path) -> Check:
     untested = sum(1 for p in problems if p.split == "test" and p.solutions and not p.has_tests)
     counts = "/".join(str(test[d]) for d in PUBLISHED_COUNTS)
     detail = f"{folder}: {train} train problems with tests, {sum(test.values())} test ({counts})"
-    if not train or not test:
+    if (train_too and not train) or not test:
         return Check("apps", "fail", detail + ": nothing to train on or to evaluate")
     if untested:
         return Check("apps", "fail", f"{detail}: {untested} test problems have no tests")
@@ -177,7 +177,7 @@ def stage_checks(stage: str, cfg: Any, profile: Profile, root: Path, hub_dir: Pa
     """What one stage submitted on its own needs: its inputs exist now."""
     checks = cluster_checks(root, profile)
     if stage == "prepare":
-        checks.append(check_apps(str(cfg.apps), "main", hub_dir))
+        checks.append(check_apps(str(cfg.apps), "main", hub_dir, train_too=False))
     elif stage == "train":
         checks.append(check_model(cfg.model, cfg.fetch.model_revision, cfg.hub_dir))
         checks.append(_exists("data", cfg.data_dir / "dataset_info.json", "run prepare first"))
@@ -186,7 +186,7 @@ def stage_checks(stage: str, cfg: Any, profile: Profile, root: Path, hub_dir: Pa
         checks.append(check_model(cfg.model, "main", hub_dir))
         checks.append(_exists("prompts", cfg.prompts, "run prepare first"))
     elif stage == "eval":
-        checks.append(check_apps(str(cfg.apps), "main", hub_dir))
+        checks.append(check_apps(str(cfg.apps), "main", hub_dir, train_too=False))
         checks.append(_exists("samples", cfg.samples, "run sample first"))
     elif stage == "report":
         checks += [_exists("results", r, "run eval first") for r in cfg.results]

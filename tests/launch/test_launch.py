@@ -238,8 +238,13 @@ def test_pipeline_on_the_local_executor(
 def test_a_failing_stage_cancels_its_dependants_locally(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
 ) -> None:
-    no_train_rows = shared_apps / "test-sample.jsonl"  # training fails
-    r = _cli(*pipeline_args(tmp_path, tiny_model_dir, no_train_rows), "--cluster", "local")
+    r = _cli(
+        *pipeline_args(tmp_path, tiny_model_dir, shared_apps),
+        "--set",
+        "train.overrides.no_such_llamafactory_key=1",  # llamafactory-cli refuses it: train fails
+        "--cluster",
+        "local",
+    )
     assert r.returncode == 2 and "stage(s) failed: train" in r.stderr
     status = _cli("status", str(tmp_path / "cpu")).stdout
     lines = {line.split()[0]: line for line in status.splitlines()[1:] if line.strip()}

@@ -131,9 +131,9 @@ def test_failing_stage_cancels_dependants(
     tmp_path: Path, tiny_model_dir: Path, shared_apps: Path
 ) -> None:
     r = _cli(
-        *pipeline_args(
-            tmp_path, tiny_model_dir, shared_apps / "test-sample.jsonl"
-        ),  # no train rows: training fails
+        *pipeline_args(tmp_path, tiny_model_dir, shared_apps),
+        "--set",
+        "train.overrides.no_such_llamafactory_key=1",  # llamafactory-cli refuses it: train fails
         "--cluster",
         "slurm-default",
         "--wait",
