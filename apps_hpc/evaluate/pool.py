@@ -63,6 +63,9 @@ def _worker_env() -> dict[str, str]:
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         PYTHONDONTWRITEBYTECODE="1",
+        # glibc reserves 64 MiB of address space per thread arena: without a cap, a
+        # program's thread pool alone can exhaust RLIMIT_AS (the reference has none).
+        MALLOC_ARENA_MAX="2",
     )
     return env
 

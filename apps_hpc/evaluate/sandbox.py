@@ -57,7 +57,10 @@ class Limits:
     wall_factor: float = 3.0  # wall-clock backstop = factor x the CPU limit
     memory_mb: int = 4096  # RLIMIT_AS
     file_size_mb: int = 16  # RLIMIT_FSIZE
-    max_procs: int = 8  # RLIMIT_NPROC: processes and threads of the sandbox user
+    # RLIMIT_NPROC counts processes AND threads of the sandbox user: room for a program's
+    # thread pools (ThreadPoolExecutor's largest default is 32 threads) while a fork
+    # bomb still stops at 64 processes, each under the CPU and address-space limits.
+    max_procs: int = 64
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_output_mb: int = 64  # captured stdout per test, in millions of characters
     tmp_mb: int = 64  # each of the program's private /tmp and /dev/shm (namespaces only)

@@ -141,20 +141,42 @@ def fix_expected(expected: Any) -> Any:
     return expected
 
 
-def call_output_matches(output: Any, expected: Any) -> bool:
-    """Call-based comparison: exact equality with `expected` or with `expected[0]`;
-    tuples count as lists. May raise (e.g. numpy arrays): the caller records -1."""
+def call_comparison(output: Any, expected: Any) -> Any:
+    """The reference's call-based comparison, operation for operation: `output ==
+    expected`, `or output == expected[0]` for a non-empty list, tuples as lists. Returns
+    what the reference records, which need not be a bool (a numpy array compared with a
+    scalar gives an array); raises where the reference raises (e.g. the truth value of a
+    many-element array inside `or`), and the caller records -1 then."""
     if isinstance(output, tuple):
         output = list(output)
-    ok = output == expected
+    result = output == expected
     if isinstance(expected, list) and expected:
-        ok = ok or (output == expected[0])
+        result = result or (output == expected[0])
     try:
         if isinstance(output[0], tuple):
-            ok = ok or ([list(x) for x in output] == expected[0])
+            result = result or ([list(x) for x in output] == expected[0])
     except Exception:
         pass
-    return bool(ok)
+    return result
+
+
+def reference_value(result: Any) -> Any:
+    """The reference's collapse of a recorded result: a numpy array becomes its first
+    element (`.item(0)`), a numpy bool a bool."""
+    if isinstance(result, np.ndarray):
+        result = result.item(0)
+    if isinstance(result, np.bool_):
+        result = bool(result)
+    return result
+
+
+def call_output_matches(output: Any, expected: Any) -> bool:
+    """Did a call-based test pass, as the reference counts it (`result > 0` after the
+    collapse)? May raise, as `call_comparison` does."""
+    value = reference_value(call_comparison(output, expected))
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, (int, float)) and value > 0
 
 
 def join_lines(value: Any) -> Any:

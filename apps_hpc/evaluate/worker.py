@@ -32,6 +32,7 @@ from apps_hpc.evaluate.harness import (
     WALL_TIMEOUTS,
     TestSpec,
     Timer,
+    lift_int_digits_limit,
     reliability_guard,
     run_program,
 )
@@ -79,6 +80,7 @@ def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int
         limits: sandbox.Limits = cfg["limits"]
         sandbox.enter(scratch, fd, limits, cfg["identity"])
         _seed_rngs()
+        lift_int_digits_limit()
         timer = Timer(limits.test_timeout_s, limits.wall_factor)
         reliability_guard()
         outcomes = run_program(code, spec, timer, limits.output_cap, cfg["all_tests"])

@@ -100,6 +100,19 @@ def test_fork_bomb_is_contained(pool) -> None:
     _assert_clean(pool)
 
 
+def test_threads_fit_under_the_process_limit_but_a_fork_bomb_does_not(pool) -> None:
+    # RLIMIT_NPROC counts threads too: 30 threads alive at once must fit (model code
+    # uses thread pools), while the fork bomb above is stopped by the same limit.
+    code = (
+        "import threading\nbarrier = threading.Barrier(31)\n"
+        "threads = [threading.Thread(target=barrier.wait) for _ in range(30)]\n"
+        "for t in threads:\n    t.start()\nbarrier.wait()\n"
+        "for t in threads:\n    t.join()\nprint(threading.active_count())"
+    )
+    assert run_one(pool, code, ["x"], ["1"]).verdict is Verdict.PASS
+    _assert_clean(pool)
+
+
 @needs_root
 def test_fork_is_limited_by_rlimit_nproc(pool) -> None:
     code = (
@@ -107,7 +120,9 @@ def test_fork_is_limited_by_rlimit_nproc(pool) -> None:
         "        if posix.fork() == 0:\n            import time\n            time.sleep(60)\n"
         "        kids += 1\nexcept OSError:\n    pass\nprint(kids)"
     )
-    r = run_one(pool, code, ["x"], ["7"])  # RLIMIT_NPROC 8: itself and 7 children
+    children = FAST_LIMITS.max_procs - 1  # RLIMIT_NPROC: itself and the children
+    assert children < 100
+    r = run_one(pool, code, ["x"], [str(children)])
     assert r.verdict is Verdict.PASS
     _assert_clean(pool)
 

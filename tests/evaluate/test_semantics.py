@@ -7,11 +7,13 @@ import pytest
 from apps_hpc.evaluate.semantics import (
     HEADER,
     Outcome,
+    call_comparison,
     call_output_matches,
     collapse,
     fix_expected,
     fix_inputs,
     module_source,
+    reference_value,
     stdin_output_matches,
     uses_solution_class,
     wrap_stdin_program,
@@ -89,6 +91,20 @@ def test_call_based_numpy_array_output_raises() -> None:
     np = pytest.importorskip("numpy")
     with pytest.raises(ValueError):
         call_output_matches(np.array([1, 2]), [[1, 2]])
+
+
+def test_call_based_numpy_results_collapse_as_in_the_reference() -> None:
+    np = pytest.importorskip("numpy")
+    # Against a scalar, an array compares element-wise; the reference records the array
+    # and keeps its first element (.item(0)).
+    assert isinstance(call_comparison(np.array([5, 0]), 5), np.ndarray)
+    assert call_output_matches(np.array([5, 0]), 5)
+    assert not call_output_matches(np.array([0, 5]), 5)
+    # A numpy scalar against [x] gives a one-element array: its truth value is defined.
+    assert call_output_matches(np.int64(5), [5])
+    assert call_output_matches(np.bool_(True), [True])
+    assert reference_value(np.bool_(False)) is False
+    assert reference_value(np.array([True, False])) is True
 
 
 @pytest.mark.parametrize(
