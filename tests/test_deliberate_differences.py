@@ -1,0 +1,61 @@
+"""The README's "Where we differ on purpose" examples, our side of each: every limit
+that can change a verdict, proven with the example program the README gives. (The
+reference sets none of these limits; what it gives is stated in the README.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import run_one
+
+from apps_hpc.evaluate.pool import EvalPool, PoolOptions
+from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.records import Verdict
+
+DEFAULTS = Limits()  # what `apps-hpc eval` uses
+
+
+@pytest.fixture(scope="module")
+def default_pool() -> Iterator[EvalPool]:
+    with EvalPool(PoolOptions(workers=2, limits=DEFAULTS, all_tests=True)) as p:
+        yield p
+
+
+def test_sleeping_4_5_s_per_test_passes_on_cpu_time_timers(default_pool: EvalPool) -> None:
+    code = "import time\ntime.sleep(4.5)\nprint(input())"
+    r = run_one(default_pool, code, ["1", "2"], ["1", "2"])
+    assert (r.verdict, r.tests) == (Verdict.PASS, [True, True])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("x = bytearray(5 * 2**30)\nprint(input())", id="address space: 5 GB"),
+        pytest.param(
+            "import threading\nb = threading.Barrier(101)\n"
+            "ts = [threading.Thread(target=b.wait) for _ in range(100)]\n"
+            "for t in ts:\n    t.start()\nb.wait()\nprint(input())",
+            id="processes: 100 threads at once",
+        ),
+        pytest.param(
+            "import tempfile\nfs = [tempfile.TemporaryFile() for _ in range(100)]\nprint(input())",
+            id="open files: 100",
+        ),
+        pytest.param(
+            "import tempfile\nwith tempfile.TemporaryFile() as f:\n"
+            "    f.write(b'x' * 20 * 2**20)\nprint(input())",
+            id="file size: 20 MB",
+        ),
+        pytest.param("print('x' * 70_000_000)", id="output cap: 70 M characters"),
+    ],
+)
+def test_a_resource_limit_makes_a_runtime_error(default_pool: EvalPool, code: str) -> None:
+    r = run_one(default_pool, code, ["1"], ["1"])
+    assert (r.verdict, r.tests) == (Verdict.RUNTIME_ERROR, [-1])
+
+
+def test_random_draws_and_set_order_are_the_same_in_every_run(default_pool: EvalPool) -> None:
+    code = "import random\nprint(random.randint(1, 2), sorted({'a', 'b'}) == list({'a', 'b'}))"
+    first = run_one(default_pool, code, ["x"], ["1 True"]).tests
+    assert all(run_one(default_pool, code, ["x"], ["1 True"]).tests == first for _ in range(3))
