@@ -48,7 +48,13 @@ class SampleRecord:
 @dataclass
 class ResultRecord:
     """Per-problem verdicts; `tests` holds the reference encoding per program
-    (true pass, false wrong answer, -1 runtime error or timeout, -2 compile error)."""
+    (true pass, false wrong answer, -1 runtime error or timeout, -2 compile error).
+
+    `failures` is parallel to `verdicts`: None for a passing program, else why it failed
+    (`{"test", "input", "expected", "got", "error"}`: the first failing test's index, its
+    input and expected output, what the program produced, the error's last line or
+    "timeout"; texts cut to 300 characters + "…"). A record written before this field
+    existed has `failures` None: unknown."""
 
     problem_id: int
     split: str
@@ -58,6 +64,7 @@ class ResultRecord:
     c: int
     verdicts: list[str]
     tests: list[list[bool | int]]
+    failures: list[dict[str, Any] | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,6 +74,8 @@ class ResultRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(data.pop("extra"))
+        if data["failures"] is None:
+            del data["failures"]  # unknown stays absent, as in the file it came from
         return data
 
 
@@ -128,8 +137,24 @@ def parse_result(rec: Any, where: tuple[str, int]) -> ResultRecord:
         c=c,
         verdicts=_str_list(rec, "verdicts", where),
         tests=rec.get("tests") or [],
+        failures=_failures(rec, n, where),
         extra={k: v for k, v in rec.items() if k not in known},
     )
+
+
+def _failures(rec: dict[str, Any], n: int, where: tuple[str, int]) -> list[Any] | None:
+    """The optional `failures` list: one entry per program, null or an object."""
+    if rec.get("failures") is None:
+        return None
+    value = _require(rec, "failures", list, where)
+    if len(value) != n:
+        raise DataError(*where, "failures", f"{len(value)} entries for n={n} programs")
+    for i, item in enumerate(value):
+        if item is not None and not isinstance(item, dict):
+            raise DataError(
+                *where, f"failures[{i}]", f"expected object or null, got {type(item).__name__}"
+            )
+    return value
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -86,7 +86,7 @@ spec = TestSpec(job["fn_name"], [job["input"]], [job["output"]])
 timer = Timer(job["timeout"], job["wall_factor"])
 out = sys.stdout
 reliability_guard()
-outcomes = run_program(job["code"], spec, timer, job["output_cap"], False)
+outcomes = run_program(job["code"], spec, timer, job["output_cap"], False).outcomes
 out.write("\\n{MARKER}" + outcomes[0].value + "\\n")
 out.flush()
 """

@@ -3,12 +3,13 @@ silently dropped."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from apps_hpc.errors import DataError
-from apps_hpc.records import AppendLog, read_samples
+from apps_hpc.records import AppendLog, read_results, read_samples
 
 
 def test_append_and_reopen(tmp_path: Path) -> None:
@@ -40,3 +41,38 @@ def test_samples_field_errors(tmp_path: Path) -> None:
     path.write_text('{"problem_id": 1, "difficulty": "interview", "codes": ["x", 3]}\n')
     with pytest.raises(DataError, match=r"s.jsonl:1: field 'codes\[1\]'"):
         read_samples(path)
+
+
+def _result_line(**extra: object) -> str:
+    rec = {
+        "problem_id": 3,
+        "split": "test",
+        "difficulty": "interview",
+        "model": "m",
+        "n": 2,
+        "c": 1,
+        "verdicts": ["pass", "wrong_answer"],
+        "tests": [[True], [False]],
+        **extra,
+    }
+    return json.dumps(rec) + "\n"
+
+
+def test_results_keep_failures_and_old_records_without_them_still_load(tmp_path: Path) -> None:
+    failure = {"test": 0, "input": "1", "expected": "2", "got": "3\n", "error": None}
+    path = tmp_path / "r.jsonl"
+    path.write_text(_result_line(failures=[None, failure]) + _result_line(problem_id=4))
+    new, old = read_results(path)
+    assert new.failures == [None, failure] and new.to_json()["failures"] == [None, failure]
+    assert old.failures is None and "failures" not in old.to_json()
+
+
+@pytest.mark.parametrize(
+    ("failures", "field"),
+    [([None], "failures"), ([None, 5], r"failures\[1\]"), ({"a": 1}, "failures")],
+)
+def test_malformed_failures_name_the_field(tmp_path: Path, failures: object, field: str) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(_result_line(failures=failures))
+    with pytest.raises(DataError, match=rf"r.jsonl:1: field '{field}'"):
+        read_results(path)

@@ -1,4 +1,5 @@
-"""The commands that judge and count: eval (run the programs) and report (pass@k)."""
+"""The commands that judge and count: eval (run the programs), report (pass@k) and show
+(why a problem's programs failed)."""
 
 from __future__ import annotations
 
@@ -189,4 +190,33 @@ def report_cmd(
     dispatch("report", cfg, _show_report(fmt))  # type: ignore[arg-type]
 
 
-COMMANDS = [eval_cmd, report_cmd]
+@click.command("show", context_settings=CONTEXT)
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--problem", "problem_id", required=True, type=int, help="The problem's id.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default="test",
+    show_default=True,
+    help="The problem's split.",
+)
+@click.option(
+    "--samples",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Samples JSONL: also print each program's code.",
+)
+def show_cmd(results: Path, problem_id: int, split: str, samples: Path | None) -> None:
+    """One problem's programs with their verdicts and why each failed: the first failing
+    test, its input, the expected and the produced output, or the error's last line.
+
+    \b
+    Example:
+      apps-hpc show results/sft.jsonl --problem 17 --samples samples/sft.jsonl
+    """
+    from apps_hpc.show import show_problem
+
+    click.echo(show_problem(results, problem_id, split, samples), nl=False)
+
+
+COMMANDS = [eval_cmd, report_cmd, show_cmd]

@@ -18,14 +18,17 @@ import builtins
 import io
 import signal
 import sys
+import traceback
 import types
 from dataclasses import dataclass
 from typing import Any
 from unittest.mock import mock_open
 
 from apps_hpc.evaluate.semantics import (
+    DETAIL_CHARS,
     Outcome,
     call_output_matches,
+    failure_detail,
     fix_expected,
     fix_inputs,
     join_lines,
@@ -113,7 +116,9 @@ class Capture(list):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.extend(self._buf.getvalue().splitlines())
+        value = self._buf.getvalue()
+        self.text = value[: DETAIL_CHARS + 1]  # enough for a failure's "got"
+        self.extend(value.splitlines())
         self.overflowed = self._buf.overflowed
         vars(self._buf).pop("close", None)  # its real close, so freeing it cannot raise
         del self._buf
@@ -162,36 +167,58 @@ def _call_with_stdin(method: Any, inputs: str) -> None:
                 delattr(original, name)
 
 
-def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int) -> Outcome:
+@dataclass(frozen=True)
+class CaseRun:
+    """What one test gave: its outcome, what the program produced (stdout text, or the
+    returned value; None when nothing came back) and the error's last line."""
+
+    outcome: Outcome
+    got: Any = None
+    error: str | None = None
+
+
+def last_line(exc: BaseException) -> str:
+    """The exception's last line, as a traceback ends; "timeout" for the timer."""
+    if isinstance(exc, TimeoutException):
+        return "timeout"
+    lines = traceback.format_exception_only(type(exc), exc)
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int) -> CaseRun:
     inputs, expected = join_lines(inputs), join_lines(expected)
+    error: BaseException | None = None
     with Capture(cap) as output:
         timer.arm()
         try:
             _call_with_stdin(method, inputs)
             timer.disarm()
-        except TimeoutException:
+        except Exception as exc:
             timer.disarm()
-            return Outcome.TIMEOUT
-        except Exception:
-            timer.disarm()
-            return Outcome.RUNTIME_ERROR
+            error = exc
+    if error is not None:
+        return CaseRun(_error_outcome(error), output.text, last_line(error))
     if output.overflowed:
-        return Outcome.RUNTIME_ERROR
-    return Outcome.PASS if stdin_output_matches(list(output), expected) else Outcome.WRONG_ANSWER
+        return CaseRun(Outcome.RUNTIME_ERROR, output.text, f"more than {cap} characters of output")
+    if stdin_output_matches(list(output), expected):
+        return CaseRun(Outcome.PASS)
+    return CaseRun(Outcome.WRONG_ANSWER, output.text)
 
 
-def _call_test(method: Any, inputs: Any, expected: Any, timer: Timer) -> Outcome:
+def _error_outcome(exc: BaseException) -> Outcome:
+    return Outcome.TIMEOUT if isinstance(exc, TimeoutException) else Outcome.RUNTIME_ERROR
+
+
+def _call_test(method: Any, inputs: Any, expected: Any, timer: Timer) -> CaseRun:
     timer.arm()
     try:
-        ok = call_output_matches(method(*inputs), expected)
+        output = method(*inputs)
+        ok = call_output_matches(output, expected)
         timer.disarm()
-    except TimeoutException:
+    except Exception as exc:
         timer.disarm()
-        return Outcome.TIMEOUT
-    except Exception:
-        timer.disarm()
-        return Outcome.RUNTIME_ERROR
-    return Outcome.PASS if ok else Outcome.WRONG_ANSWER
+        return CaseRun(_error_outcome(exc), None, last_line(exc))
+    return CaseRun(Outcome.PASS) if ok else CaseRun(Outcome.WRONG_ANSWER, output)
 
 
 def _as_module(namespace: dict[str, Any]) -> types.ModuleType:
@@ -226,27 +253,45 @@ def load_module(code: str, call_based: bool, timer: Timer) -> Any:
     return target
 
 
+@dataclass(frozen=True)
+class ProgramRun:
+    """A program's outcomes, test by test, and why it failed (None if it passed)."""
+
+    outcomes: list[Outcome]
+    failure: dict[str, Any] | None
+
+
 def run_program(
     code: str, spec: TestSpec, timer: Timer, output_cap: int, all_tests: bool
-) -> list[Outcome]:
+) -> ProgramRun:
     """Every test of one program, in order; stops at the first failure unless all_tests."""
     call_based = spec.fn_name is not None
     try:
         target = load_module(code, call_based, timer)
         method = getattr(target, spec.fn_name if call_based else "code")
-    except Exception:
-        return [Outcome.COMPILE_ERROR]
+    except Exception as exc:
+        return ProgramRun([Outcome.COMPILE_ERROR], _failure(spec, 0, None, last_line(exc)))
     outcomes: list[Outcome] = []
-    for inputs, expected in zip(spec.inputs, spec.outputs, strict=False):
+    failure = None
+    for index, (inputs, expected) in enumerate(zip(spec.inputs, spec.outputs, strict=False)):
         inputs, expected = fix_inputs(inputs), fix_expected(expected)
         if call_based:
-            outcome = _call_test(method, inputs, expected, timer)
+            run = _call_test(method, inputs, expected, timer)
         else:
-            outcome = _stdin_test(method, inputs, expected, timer, output_cap)
-        outcomes.append(outcome)
-        if outcome is not Outcome.PASS and not all_tests:
-            break
-    return outcomes
+            run = _stdin_test(method, inputs, expected, timer, output_cap)
+        outcomes.append(run.outcome)
+        if run.outcome is not Outcome.PASS:
+            failure = failure or _failure(spec, index, run.got, run.error)
+            if not all_tests:
+                break
+    return ProgramRun(outcomes, failure)
+
+
+def _failure(spec: TestSpec, index: int, got: Any, error: str | None) -> dict[str, Any]:
+    if not spec.inputs:
+        return {"test": index, "input": None, "expected": None, "got": None, "error": error}
+    call_based = spec.fn_name is not None
+    return failure_detail(index, spec.inputs[index], spec.outputs[index], call_based, got, error)
 
 
 def lift_int_digits_limit() -> None:

@@ -11,12 +11,12 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.sandbox import Limits
-from apps_hpc.evaluate.semantics import Outcome, collapse
+from apps_hpc.evaluate.semantics import Outcome, collapse, failure_detail
 from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
 from apps_hpc.records import Verdict
 
@@ -42,6 +42,7 @@ class ProgramResult:
     cpu_s: float
     wall_s: float
     detail: str = ""
+    failure: dict[str, Any] | None = None  # the first failing test (records' "failures")
 
 
 @dataclass(frozen=True)
@@ -186,17 +187,28 @@ def fallback_warning(error: str, hello: dict[str, Any]) -> str:
     )
 
 
-def to_result(run: Run, n_tests: int) -> ProgramResult:
-    """A child's run -> the verdict and the reference's per-test list."""
+def to_result(run: Run, spec: TestSpec) -> ProgramResult:
+    """A child's run -> the verdict, the reference's per-test list and the failure."""
     if run.status == "ok":
         outcomes = [Outcome(v) for v in run.outcomes]
         verdict = Verdict(collapse(outcomes).value)
         tests = [o.reference_code() for o in outcomes]
+        failure = run.failure if verdict is not Verdict.PASS else None
     else:  # no answer came back: the reference marks every test -1
         verdict = Verdict.RUNTIME_ERROR if run.status == "crashed" else Verdict.TIMEOUT
-        tests = [-1] * n_tests
+        tests = [-1] * len(spec.inputs)
+        error = "timeout" if verdict is Verdict.TIMEOUT else run.detail or "crashed"
+        failure = _budget_failure(spec, error)
     detail = run.detail if run.status != "ok" else ""
-    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail)
+    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail, failure)
+
+
+def _budget_failure(spec: TestSpec, error: str) -> dict[str, Any]:
+    """The program as a whole was stopped (budget, crash): every test failed, from 0."""
+    if not spec.inputs:
+        return {"test": 0, "input": None, "expected": None, "got": None, "error": error}
+    fn = spec.fn_name is not None
+    return failure_detail(0, spec.inputs[0], spec.outputs[0], fn, None, error)
 
 
 def needs_recheck(run: Run, result: ProgramResult) -> bool:
@@ -243,12 +255,9 @@ class EvalPool:
         worker = self._idle.get()
         try:
             run = worker.run(job)
-            result = to_result(run, len(job.spec.inputs))
+            result = to_result(run, job.spec)
             if self.options.recheck_timeouts and needs_recheck(run, result):
-                again = to_result(worker.run(job), len(job.spec.inputs))
-                result = ProgramResult(
-                    again.verdict, again.tests, 2, again.cpu_s, again.wall_s, again.detail
-                )
+                result = replace(to_result(worker.run(job), job.spec), runs=2)
             return result
         finally:
             self._idle.put(worker)

@@ -239,6 +239,79 @@ def collapse(outcomes: list[Outcome]) -> Outcome:
     return Outcome.PASS
 
 
+# Per-program failure detail (the results records' "failures" entries).
+DETAIL_CHARS = 300
+_FAILURE_TEXT_FIELDS = ("input", "expected", "got", "error")
+
+
+def truncate(text: str | None, limit: int = DETAIL_CHARS) -> str | None:
+    """At most `limit` characters; a cut text ends with "…"."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
+
+
+def render_value(value: Any) -> str:
+    """A call-based value as text: JSON when it can be, else its repr."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+def _as_text(value: Any, call_based: bool) -> str:
+    if call_based:
+        return render_value(value)
+    value = join_lines(value)
+    return value if isinstance(value, str) else render_value(value)
+
+
+def failure_detail(
+    test: int, spec_in: Any, spec_out: Any, call_based: bool, got: Any, error: str | None
+) -> dict[str, Any]:
+    """Why a program failed, for the results record: the first failing test's index, its
+    input and expected output, what the program produced (`got`: text for standard
+    input, the returned value for call-based; None for nothing) and the error's last
+    line (None for a wrong answer). Each text is cut to DETAIL_CHARS."""
+    if got is not None and not isinstance(got, str):
+        got = render_value(got)
+    return {
+        "test": test,
+        "input": truncate(_as_text(spec_in, call_based)),
+        "expected": truncate(_as_text(spec_out, call_based)),
+        "got": truncate(got),
+        "error": truncate(error),
+    }
+
+
+def clean_failure(value: Any) -> dict[str, Any] | None:
+    """A failure entry read from an untrusted child or an old file: the contract's shape
+    (texts cut to DETAIL_CHARS), or None if it is not one."""
+    if not isinstance(value, dict):
+        return None
+    test = value.get("test")
+    if not isinstance(test, int) or isinstance(test, bool) or test < 0:
+        return None
+    clean: dict[str, Any] = {"test": test}
+    for name in _FAILURE_TEXT_FIELDS:
+        text = value.get(name)
+        if text is not None and not isinstance(text, str):
+            return None
+        clean[name] = _printable(truncate(text))
+    return clean
+
+
+def _printable(text: str | None) -> str | None:
+    """Lone surrogates (a program may print them) cannot be written as UTF-8: replaced."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def parse_tests(input_output: str) -> dict[str, Any]:
     """`json.loads` of a row's `input_output`, as the reference does it."""
     return json.loads(input_output)

@@ -102,6 +102,7 @@ def _record(item: _Pending) -> ResultRecord:
         c=sum(v == Verdict.PASS.value for v in verdicts),
         verdicts=verdicts,
         tests=[r.tests for r in results],
+        failures=[r.failure for r in results],
     )
 
 

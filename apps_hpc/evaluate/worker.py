@@ -36,7 +36,7 @@ from apps_hpc.evaluate.harness import (
     reliability_guard,
     run_program,
 )
-from apps_hpc.evaluate.semantics import HEADER_MODULES, Outcome
+from apps_hpc.evaluate.semantics import HEADER_MODULES, Outcome, clean_failure
 
 MAX_PAYLOAD = 4 * 1024 * 1024
 CACHE_SIZE = 4
@@ -71,6 +71,7 @@ class Run:
     strays: int
     detail: str = ""
     wall_timeouts: int = 0  # timeouts decided by the wall clock, not CPU time
+    failure: dict[str, Any] | None = None  # the child's account of its first failing test
 
 
 def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int) -> None:
@@ -83,8 +84,12 @@ def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int
         lift_int_digits_limit()
         timer = Timer(limits.test_timeout_s, limits.wall_factor)
         reliability_guard()
-        outcomes = run_program(code, spec, timer, limits.output_cap, cfg["all_tests"])
-        answer = {"outcomes": [o.value for o in outcomes], "wall_timeouts": WALL_TIMEOUTS[0]}
+        run = run_program(code, spec, timer, limits.output_cap, cfg["all_tests"])
+        answer = {
+            "outcomes": [o.value for o in run.outcomes],
+            "failure": run.failure,
+            "wall_timeouts": WALL_TIMEOUTS[0],
+        }
         os.write(fd, json.dumps(answer).encode())
         status = 0
     except BaseException as exc:  # e.g. SystemExit from a call-based program
@@ -187,9 +192,9 @@ def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) ->
     outcomes = answer.get("outcomes", []) if state == "ok" else []
     walls = answer.get("wall_timeouts", 0) if state == "ok" else int(timed_out)
     detail = _describe(status, answer)
-    return Run(
-        state, outcomes, cpu, wall, strays, detail, int(walls) if isinstance(walls, int) else 1
-    )
+    failure = clean_failure(answer.get("failure")) if state == "ok" else None
+    walls = int(walls) if isinstance(walls, int) else 1
+    return Run(state, outcomes, cpu, wall, strays, detail, walls, failure)
 
 
 def _describe(status: int, answer: dict[str, Any]) -> str:

@@ -148,3 +148,71 @@ def test_random_draws_are_the_same_in_every_run(pool) -> None:
     code = "import random\nprint(random.randint(0, 10**9))"
     for _ in range(3):
         assert run_one(pool, code, ["x"], [expected]).verdict is Verdict.PASS
+
+
+# --- why a program failed: the results records' "failures" entries -------------------
+
+
+def test_a_passing_program_has_no_failure(pool) -> None:
+    assert run_one(pool, "print(input())", ["1"], ["1"]).failure is None
+
+
+def test_wrong_answer_keeps_the_test_its_input_expected_and_got(pool) -> None:
+    r = run_one(pool, "print(int(input()) * 2)", ["1\n", "2\n"], ["2\n", "5\n"])
+    assert r.failure == {"test": 1, "input": "2\n", "expected": "5\n", "got": "4\n", "error": None}
+
+
+def test_runtime_error_keeps_the_exception_last_line_and_the_output_so_far(pool) -> None:
+    r = run_one(pool, "print('a')\nprint(1 // int(input()))", ["0"], ["1"])
+    assert r.failure == {
+        "test": 0,
+        "input": "0",
+        "expected": "1",
+        "got": "a\n",
+        "error": "ZeroDivisionError: integer division or modulo by zero",
+    }
+
+
+def test_timeout_says_timeout(pool) -> None:
+    r = run_one(pool, "while True:\n    pass", ["1"], ["1"])
+    assert (r.verdict, r.failure["test"], r.failure["error"]) == (Verdict.TIMEOUT, 0, "timeout")
+
+
+def test_compile_error_keeps_the_error_last_line_at_test_0(pool) -> None:
+    r = run_one(pool, "def f(:\n    pass", ["1"], ["1"])
+    assert r.failure["test"] == 0
+    assert r.failure["error"].startswith("SyntaxError: ")
+    assert r.failure["got"] is None
+
+
+def test_call_based_failure_renders_values_as_json_else_repr(pool) -> None:
+    code = "def f(a, b):\n    return {a, b} if a else [b, a]"
+    r = run_one(pool, code, [[0, 2], [1, 2]], [[[2, 0]], [3]], fn_name="f")
+    assert r.failure == {
+        "test": 1,
+        "input": "[1, 2]",
+        "expected": "[3]",
+        "got": "{1, 2}",
+        "error": None,
+    }
+
+
+def test_call_based_ambiguous_numpy_comparison_is_a_runtime_error(pool) -> None:
+    code = "import numpy as np\ndef f(a):\n    return np.array([a, a])"
+    r = run_one(pool, code, [[1]], [[3]], fn_name="f")
+    assert r.verdict is Verdict.RUNTIME_ERROR
+    assert r.failure["error"].startswith("ValueError: The truth value of an array")
+
+
+def test_long_texts_are_cut_to_300_characters(pool) -> None:
+    r = run_one(pool, "print('y' * 1000)", ["x" * 1000], ["z"])
+    assert r.failure["input"] == "x" * 300 + "…" and r.failure["got"] == "y" * 300 + "…"
+
+
+def test_program_over_its_budget_fails_from_test_0_with_timeout(pool_all_tests) -> None:
+    code = (
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.8:\n"
+        "    pass\nprint(input())"
+    )
+    r = run_one(pool_all_tests, code, ["7"] * 5, ["7"] * 5)
+    assert r.failure == {"test": 0, "input": "7", "expected": "7", "got": None, "error": "timeout"}

@@ -9,12 +9,16 @@ from apps_hpc.evaluate.semantics import (
     Outcome,
     call_comparison,
     call_output_matches,
+    clean_failure,
     collapse,
+    failure_detail,
     fix_expected,
     fix_inputs,
     module_source,
     reference_value,
+    render_value,
     stdin_output_matches,
+    truncate,
     uses_solution_class,
     wrap_stdin_program,
 )
@@ -137,3 +141,43 @@ def test_collapse_is_pass_only_when_all_pass_else_first_failure() -> None:
 
 def test_reference_encoding() -> None:
     assert [o.reference_code() for o in Outcome] == [True, False, -1, -1, -2]
+
+
+def test_detail_texts_are_cut_at_300_characters_with_an_ellipsis() -> None:
+    assert truncate("x" * 300) == "x" * 300
+    assert truncate("x" * 301) == "x" * 300 + "…"
+    assert truncate(truncate("y" * 1000)) == "y" * 300 + "…"
+    assert truncate(None) is None
+
+
+def test_call_based_values_render_as_json_else_repr() -> None:
+    np = pytest.importorskip("numpy")
+    assert render_value([1, "a", None]) == '[1, "a", null]'
+    assert render_value(np.array([5, 0])) == "array([5, 0])"
+    assert render_value({1, 2}) == "{1, 2}"
+
+
+def test_failure_detail_of_a_standard_input_test() -> None:
+    detail = failure_detail(2, ["1 2", "3"], "4\n", False, "5\n", None)
+    assert detail == {"test": 2, "input": "1 2\n3", "expected": "4\n", "got": "5\n", "error": None}
+
+
+def test_failure_detail_of_a_call_based_test() -> None:
+    detail = failure_detail(0, [[1, 2], "a"], [3], True, (1,), "ValueError: bad")
+    assert detail == {
+        "test": 0,
+        "input": '[[1, 2], "a"]',
+        "expected": "[3]",
+        "got": "[1]",
+        "error": "ValueError: bad",
+    }
+
+
+def test_an_untrusted_failure_is_reshaped_or_refused() -> None:
+    good = {"test": 1, "input": "i" * 500, "expected": None, "got": "\ud800", "error": None}
+    clean = clean_failure({**good, "extra": 1})
+    assert clean == {**good, "input": "i" * 300 + "…", "got": "?"}
+    assert clean_failure({**good, "test": -1}) is None
+    assert clean_failure({**good, "test": True}) is None
+    assert clean_failure({**good, "got": 5}) is None
+    assert clean_failure([1]) is None
