@@ -93,15 +93,45 @@ def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str
     return problems
 
 
-def merge_shards(folder: Path, out: Path | None, expected: list[dict[str, Any]] | None) -> Path:
+def _problem(rec: dict[str, Any]) -> tuple[str, int]:
+    return (rec.get("split", "test"), rec.get("problem_id"))  # type: ignore[return-value]
+
+
+def _checked_records(
+    folder: Path, expected: list[dict[str, Any]] | None, source: str
+) -> list[dict[str, Any]]:
+    """Every record of the shard files; a problem twice (in one file or two) or one that
+    is not among `expected` is an error naming the file and the problem."""
+    want = {_problem(p) for p in expected} if expected is not None else None
+    seen: dict[tuple[Any, str, int], Path] = {}
+    records = []
+    for _, path in sorted(shard_files(folder).values(), key=lambda cp: cp[1].name):
+        for _, rec in AppendLog(path).records:
+            split, problem_id = _problem(rec)
+            key = (rec.get("model"), split, problem_id)
+            if key in seen:
+                where = "in it" if seen[key] == path else f"also in {seen[key]}"
+                raise AppsHpcError(f"{path}: problem {split}/{problem_id} appears twice ({where})")
+            if want is not None and (split, problem_id) not in want:
+                raise AppsHpcError(f"{path}: problem {split}/{problem_id} is not in {source}")
+            seen[key] = path
+            records.append(rec)
+    return records
+
+
+def merge_shards(
+    folder: Path,
+    out: Path | None,
+    expected: list[dict[str, Any]] | None,
+    source: object = "the expected problems",
+) -> Path:
     """Join the complete shard files of `folder` into `out` (default `<folder>.jsonl`),
-    sorted by problem; a missing or incomplete shard is an error naming it."""
+    sorted by problem. A missing or incomplete shard, a problem twice, or a problem not
+    among `expected` (read from `source`, named in the error) is an error."""
     problems = shard_status(folder, expected)
     if problems:
         raise AppsHpcError("; ".join(problems))
-    records = []
-    for _, path in sorted(shard_files(folder).values(), key=lambda cp: cp[1].name):
-        records += [rec for _, rec in AppendLog(path).records]
+    records = _checked_records(folder, expected, str(source))
     records.sort(key=lambda r: (r.get("split", "test"), r["problem_id"]))
     target = out or folder.with_suffix(".jsonl")
     tmp = target.with_suffix(".jsonl.tmp")

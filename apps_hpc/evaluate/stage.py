@@ -147,7 +147,7 @@ def evaluate(cfg: EvalConfig) -> Path:
         return out
     if shard_status(cfg.out.with_suffix(""), _keys(all_samples)):
         return out
-    return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples))
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples), cfg.samples)
 
 
 def _log_sandbox(workers: int, isolation: str) -> None:
@@ -189,7 +189,7 @@ def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
 
 
 def merge_results(cfg: EvalConfig) -> Path:
-    """Join the shard results of `cfg.out` into `cfg.out`; a missing or incomplete shard
-    is an error naming it."""
+    """Join the shard results of `cfg.out` into `cfg.out`; a missing or incomplete shard,
+    a problem twice, or one not in the samples is an error naming the file."""
     expected = _keys(read_samples(cfg.samples))
-    return merge_shards(cfg.out.with_suffix(""), cfg.out, expected)
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, expected, cfg.samples)

@@ -181,8 +181,10 @@ def _run_local_replicas(cfg: SampleConfig) -> list[dict[str, Any]]:
 
 def merge_samples(folder: Path, out: Path | None = None, prompts: Path | None = None) -> Path:
     """Join complete shards into one samples file sorted by problem; a missing or
-    incomplete shard is an error naming it."""
-    return merge_shards(folder, out, read_prompts(prompts) if prompts else None)
+    incomplete shard, a problem twice, or one not in `prompts` is an error naming it."""
+    if prompts is None:
+        return merge_shards(folder, out, None)
+    return merge_shards(folder, out, read_prompts(prompts), prompts)
 
 
 def merge_shards_of(cfg: SampleConfig) -> Path:
