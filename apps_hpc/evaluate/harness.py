@@ -4,9 +4,9 @@ This is the only place a generated program is executed: `worker.py` forks a chil
 child enters the sandbox (`sandbox.enter`), then calls `run_program`, which follows the
 reference harness: the program runs as there (`exec(src, {})`, then module `tmp_sol`)
 under a 4 s timer, then each test runs in the same module with a fresh timer. Timers
-count CPU time
-(`ITIMER_PROF`), with a wall-clock backstop (`ITIMER_REAL`, `wall_factor` times longer)
-for programs that sleep or block, so a verdict does not depend on machine load.
+count CPU time (`ITIMER_PROF`), with a wall-clock backstop (`ITIMER_REAL`, `wall_factor`
+times longer) for programs that sleep or block, so a verdict does not depend on machine
+load.
 
 It does not protect verdict integrity against a program written to game the harness
 (it runs in the same interpreter, as in the reference); the sandbox protects the host.

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import run_one
 
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.records import Verdict
+from tests.helpers import run_one
 
 DEFAULTS = Limits()  # what `apps-hpc eval` uses
 

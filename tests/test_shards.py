@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.helpers import run_cli
 
 
 def _lines(path: Path, records: list[dict]) -> Path:
@@ -32,10 +33,12 @@ def _prompt(problem_id: int) -> dict:
 
 
 def _one_error_line(r, *parts: str) -> None:
+    """Exit 2 and one `error:` line, the last one (an evaluation logs lines before it)."""
     assert r.returncode == 2, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and r.stderr.endswith(errors[0] + "\n"), r.stderr
     for part in parts:
-        assert part in r.stderr, r.stderr
+        assert part in errors[0], r.stderr
 
 
 @pytest.fixture()

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import read_jsonl, run_cli
+
+from tests.helpers import read_jsonl, run_cli
 
 CODES = [
     "print(int(input()) * 2)",  # pass

@@ -11,11 +11,12 @@ import json
 import re
 from pathlib import Path
 
-import model_style
 import pytest
-from conftest import REPO, read_jsonl, run_cli
 
-DIFFERENCES = Path(__file__).resolve().parent / "data" / "model_style_differences.json"
+from tests.evaluate import model_style
+from tests.helpers import DATA, REPO, read_jsonl, run_cli
+
+DIFFERENCES = DATA / "model_style_differences.json"
 
 
 def _table() -> dict[model_style.Key, dict]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import model_style
 import pytest
-from conftest import run_one
 
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.records import Verdict
+from tests.evaluate import model_style
+from tests.helpers import run_one
 
 CASES = {
     # 1. annotations are evaluated: typing names the header does not import
