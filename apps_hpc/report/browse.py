@@ -58,8 +58,8 @@ def index(models: list[ModelResults], keys: list[ProblemKey]) -> dict[str, Any]:
 
 def failures_of(rec: ResultRecord) -> list[Any] | None:
     """The per-program failure detail, or None for records written before it existed."""
-    value = rec.extra.get("failures")
-    return value if isinstance(value, list) and len(value) == len(rec.verdicts) else None
+    value = rec.failures  # a field of the record since issue 11 (checked when read)
+    return value if value is not None and len(value) == len(rec.verdicts) else None
 
 
 def detail(
