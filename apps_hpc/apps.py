@@ -54,6 +54,7 @@ class LoadReport:
     """What a load skipped when the user asked to skip bad rows."""
 
     skipped: list[str] = field(default_factory=list)
+    skipped_keys: set[tuple[str, int]] = field(default_factory=set)  # (split, id) when known
 
 
 def _parse_json_field(row: dict[str, Any], name: str, where: tuple[str, int]) -> Any:
@@ -208,6 +209,9 @@ def _parse_rows(
                 raise
             if report is not None:
                 report.skipped.append(str(exc))
+                pid = row.get("problem_id") if isinstance(row, dict) else None
+                if isinstance(pid, int) and not isinstance(pid, bool):
+                    report.skipped_keys.add((split, pid))
 
 
 def load_problems(

@@ -7,6 +7,7 @@ unknown key is an error naming the file and the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -17,10 +18,12 @@ from typing import Any
 import yaml
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.typed import field_types, type_error
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped as package data
 CONFIG_DIR_ENV = "APPS_HPC_CONFIG_DIR"
+NOT_KEYS = ("source", "force")  # Experiment fields that are not config keys
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -87,6 +90,7 @@ class Experiment:
     sample: SampleSection = field(default_factory=SampleSection)
     fetch: FetchSection = field(default_factory=FetchSection)
     source: Path | None = None  # the YAML it came from
+    force: bool = False  # --force: go on although the config differs from the last run's
 
     @property
     def dir(self) -> Path:
@@ -154,7 +158,9 @@ def find_config(kind: str, name: str | Path) -> Path:
 
 
 def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    """`cls(**data)`, every key known and every value of its declared type."""
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in NOT_KEYS}
+    types = field_types(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
@@ -165,8 +171,10 @@ def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any
         sub = factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
         if sub is not None:
             if not isinstance(value, dict):
-                raise AppsHpcError(f"{where}: '{prefix}{key}' must be a mapping")
+                raise AppsHpcError(f"{where}: {prefix}{key}: expected a mapping, got {value!r}")
             value = _build(sub, value, where, f"{prefix}{key}.")
+        elif (problem := type_error(value, types[key])) is not None:
+            raise AppsHpcError(f"{where}: {prefix}{key}: {problem}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -196,6 +204,8 @@ def parse_sets(items: tuple[str, ...] | list[str]) -> list[tuple[str, Any]]:
 
 
 def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None) -> Experiment:
+    """The experiment of `path` (a file or a name) with `--set` values applied; a bad key
+    or value is one error naming the file, or `--set` when the value came from one."""
     data: dict[str, Any] = {}
     if path is not None:
         path = find_config("experiments", path)
@@ -205,9 +215,10 @@ def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None
             raise AppsHpcError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
         if not isinstance(data, dict):
             raise AppsHpcError(f"{path}: expected a mapping at the top level")
+        _build(Experiment, copy.deepcopy(data), str(path))  # its own errors name the file
     for key, value in sets or []:
         _set_dotted(data, key, value)
-    exp = _build(Experiment, data, str(path or "--set"))
+    exp = _build(Experiment, data, "--set" if sets else str(path or "defaults"))
     exp.source = path.resolve() if path else None
     return absolute_paths(exp)
 

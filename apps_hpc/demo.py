@@ -40,6 +40,7 @@ def run_demo(
     cluster: str,
     sets: list[str],
     say: Callable[[str], None] = print,
+    force: bool = False,
 ) -> Path:
     start = time.monotonic()
     config = config or find_config("experiments", "demo")
@@ -55,7 +56,7 @@ def run_demo(
     chosen = pick_cluster(cluster)
     say(f"running the pipeline on the {chosen!r} profile in {exp.dir}")
     sys.stdout.flush()
-    submit_pipeline(exp, chosen, wait=True, dry_run=False, sample_shards=None, eval_shards=1)
+    submit_pipeline(exp, chosen, True, False, None, 1, force)
     report = exp.report_dir
     say("")
     say((report / "summary.md").read_text(encoding="utf-8").rstrip())

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from apps_hpc.files import write_atomic
+
 
 def update_manifest(path: Path, keys: list[str], value: Any) -> None:
     """Set manifest[keys[0]][keys[1]]... = value, under an exclusive lock, atomically."""
@@ -18,6 +20,4 @@ def update_manifest(path: Path, keys: list[str], value: Any) -> None:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data, indent=1) + "\n")

@@ -14,6 +14,7 @@ The same inputs and seed give byte-identical files.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from typing import Any
 from apps_hpc import hub
 from apps_hpc.apps import Problem, iter_problems
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.files import write_atomic
 from apps_hpc.prompts import answer, user_prompt
+from apps_hpc.provenance import files_fingerprint, stamp_matches, write_stamp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,18 +103,12 @@ def load_splits(source: str, skip_bad: bool) -> dict[str, list[Problem]]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
-    tmp.replace(path)
+    lines = (json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n" for rec in records)
+    write_atomic(path, "".join(lines))
 
 
 def _update_dataset_info(out: Path, name: str, file_name: str) -> None:
@@ -119,19 +118,71 @@ def _update_dataset_info(out: Path, name: str, file_name: str) -> None:
     _write_json(info_path, dict(sorted(info.items())))
 
 
+STAMP = "provenance.json"  # in the data folder: what the files were prepared from
+
+
+def identity(cfg: PrepareConfig) -> dict[str, Any]:
+    """What the prepared files depend on: the APPS files (name, size, mtime) or the hub
+    dataset's name, the dataset name, the cap and its seed."""
+    path = Path(cfg.apps)
+    source: Any = cfg.apps
+    if path.exists():
+        files = [path] if path.is_file() else _apps_files(path)
+        source = [f for file in files for f in files_fingerprint(file)]
+    return {
+        "apps": source,
+        "dataset_name": cfg.dataset_name,
+        "max_per_problem": cfg.max_per_problem,
+        "seed": cfg.seed,
+        "skip_bad_rows": cfg.skip_bad_rows,
+    }
+
+
+def _apps_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".jsonl", ".parquet"))
+
+
+def is_done(cfg: PrepareConfig) -> bool:
+    """Are the dataset and prompts there, prepared from these inputs and settings?"""
+    outputs = (cfg.out / f"{cfg.dataset_name}.json", cfg.out / "prompts.jsonl")
+    return all(p.is_file() for p in outputs) and stamp_matches(cfg.out / STAMP, identity(cfg))
+
+
+def _nonempty(cfg: PrepareConfig, examples: list[dict], prompts: list[dict]) -> None:
+    """An empty training set or prompt list is an error, before anything is written."""
+    if not examples:
+        raise AppsHpcError(
+            f"{cfg.apps}: no train problems with solutions and tests "
+            "(expected train rows for the fine-tuning set)"
+        )
+    if not prompts:
+        raise AppsHpcError(
+            f"{cfg.apps}: no test problems with solutions and tests "
+            "(expected test rows for prompts.jsonl)"
+        )
+
+
 def prepare(cfg: PrepareConfig) -> Path:
-    """Write the SFT dataset, its dataset_info entry and prompts.jsonl; return cfg.out."""
+    """Write the SFT dataset, its dataset_info entry and prompts.jsonl; return cfg.out.
+    Files already prepared from the same inputs and settings are kept (said)."""
+    if is_done(cfg) and not cfg.stats:
+        log.info("skip prepare: %s already prepared from %s with these settings", cfg.out, cfg.apps)
+        return cfg.out
+    ident = identity(cfg)
     splits = load_splits(cfg.apps, cfg.skip_bad_rows)
     if not splits["train"] and not splits["test"]:
         raise AppsHpcError(f"{cfg.apps}: no APPS rows found")
-    cfg.out.mkdir(parents=True, exist_ok=True)
     examples = sft_examples(splits["train"], cfg.max_per_problem, cfg.seed)
+    prompts = prompt_records(splits["test"])
+    _nonempty(cfg, examples, prompts)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     file_name = f"{cfg.dataset_name}.json"
     _write_json(cfg.out / file_name, examples)
     _update_dataset_info(cfg.out, cfg.dataset_name, file_name)
-    _write_jsonl(cfg.out / "prompts.jsonl", prompt_records(splits["test"]))
+    _write_jsonl(cfg.out / "prompts.jsonl", prompts)
     if cfg.stats:
         from apps_hpc.prepare_stats import dataset_stats
 
         _write_json(cfg.out / "stats.json", dataset_stats(examples, cfg.tokenizer, cfg.cutoff_len))
+    write_stamp(cfg.out / STAMP, ident, finished=True)
     return cfg.out

@@ -111,12 +111,15 @@ def parse_sample(rec: Any, where: tuple[str, int], default_model: str) -> Sample
     if not isinstance(rec, dict):
         raise DataError(*where, "<row>", "expected a JSON object")
     completions = rec.get("completions")
+    codes = _str_list(rec, "codes", where)
+    if not codes:
+        raise DataError(*where, "codes", "empty (expected at least one program)")
     return SampleRecord(
         problem_id=_require(rec, "problem_id", int, where),
         split=rec.get("split") or "test",
         difficulty=_difficulty(rec, where),
         model=rec.get("model") or default_model,
-        codes=_str_list(rec, "codes", where),
+        codes=codes,
         completions=_str_list(rec, "completions", where) if completions is not None else None,
     )
 
@@ -125,6 +128,8 @@ def parse_result(rec: Any, where: tuple[str, int]) -> ResultRecord:
     if not isinstance(rec, dict):
         raise DataError(*where, "<row>", "expected a JSON object")
     n, c = _require(rec, "n", int, where), _require(rec, "c", int, where)
+    if n < 1:
+        raise DataError(*where, "n", f"n={n}: no program was evaluated (expected n >= 1)")
     if not 0 <= c <= n:
         raise DataError(*where, "c", f"c={c} is not between 0 and n={n}")
     known = {f for f in ResultRecord.__dataclass_fields__ if f != "extra"}
@@ -182,6 +187,22 @@ def read_results(path: str | Path) -> list[ResultRecord]:
     if not path.is_file():
         raise AppsHpcError(f"{path}: no such results file")
     return [parse_result(rec, (str(path), n)) for n, rec in iter_jsonl(path)]
+
+
+def complete_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects on the complete lines of `path` (none when it is absent); a torn
+    or broken line is left out. Read-only: for checks, not for resuming."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            rec = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
 
 
 def dump_line(record: dict[str, Any]) -> str:

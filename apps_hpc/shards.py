@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.files import write_atomic
 from apps_hpc.records import AppendLog, dump_line
 
 _SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
@@ -134,7 +135,23 @@ def merge_shards(
     records = _checked_records(folder, expected, str(source))
     records.sort(key=lambda r: (r.get("split", "test"), r["problem_id"]))
     target = out or folder.with_suffix(".jsonl")
-    tmp = target.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(dump_line(r) for r in records), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_atomic(target, "".join(dump_line(r) for r in records))
+
+
+def output_paths(out: Path, what: str) -> tuple[Path, Path]:
+    """(merged file, shard folder) from `--out` as users write it: `x.jsonl` is the merged
+    file, its shards in the folder `x/` beside it; any other path is the shard folder,
+    merged into `<folder>.jsonl`. A path that fits neither is refused before any work."""
+    if out.suffix == ".jsonl":
+        merged, folder = out, out.with_suffix("")
+    elif out.suffix and not out.is_dir():
+        raise AppsHpcError(
+            f"--out {out}: expected a .jsonl file (the merged {what}) or a folder (its shards)"
+        )
+    else:
+        merged, folder = out.parent / f"{out.name}.jsonl", out
+    if merged.is_dir():
+        raise AppsHpcError(f"--out {out}: {merged} is a folder, not a {what} file")
+    if folder.exists() and not folder.is_dir():
+        raise AppsHpcError(f"--out {out}: {folder} (the shard folder) is a file")
+    return merged, folder

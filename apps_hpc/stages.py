@@ -39,6 +39,7 @@ class Stage:
     config: str  # "module:Class"
     resources: Resources
     progress: Progress  # how `status` counts the records of one step (pure)
+    done: str = ""  # "module:function": are the outputs complete and made from this config?
     array: bool = False  # runs as a job array, one shard per task (cfg.with_shard)
     merge: str | None = None  # the stage that joins the array's shards
     merge_single: bool = False  # merge even a single shard (the stage writes a shard folder)
@@ -49,6 +50,16 @@ class Stage:
 
     def config_type(self) -> type:
         return _load(self.config)
+
+    def is_done(self, cfg: Any) -> bool:
+        """Finished means finished: the outputs are all there and their provenance is
+        this config's, so a re-run may skip the stage (an input error: not done)."""
+        if not self.done:
+            return False
+        try:
+            return bool(_load(self.done)(cfg))
+        except (AppsHpcError, OSError):
+            return False
 
 
 def _load(ref: str) -> Any:
@@ -72,6 +83,7 @@ _ALL = (
         "apps_hpc.prepare:PrepareConfig",
         "small",
         lambda cfg: _exists(cfg.out / "prompts.jsonl"),
+        done="apps_hpc.prepare:is_done",
         summary="APPS rows -> LlamaFactory dataset, dataset_info.json, prompts.jsonl",
     ),
     Stage(
@@ -80,6 +92,7 @@ _ALL = (
         "apps_hpc.config:Experiment",
         "nodes",
         lambda exp: {"trainer_log": str(exp.train_dir / "trainer_log.jsonl")},
+        done="apps_hpc.train:is_done",
         summary="full SFT with llamafactory-cli (FORCE_TORCHRUN, resumes)",
     ),
     Stage(
@@ -91,6 +104,7 @@ _ALL = (
         array=True,
         merge="merge-sample",
         merge_single=True,
+        done="apps_hpc.sample.stage:is_done",
         summary="n completions per prompt, one shard per model replica",
     ),
     Stage(
@@ -99,6 +113,7 @@ _ALL = (
         "apps_hpc.sample.stage:SampleConfig",
         "small",
         lambda cfg: _exists(cfg.merged),
+        done="apps_hpc.sample.stage:merged_is_done",
         summary="join the sampling shards into <out>.jsonl",
     ),
     Stage(
@@ -109,6 +124,7 @@ _ALL = (
         _eval_lines,
         array=True,
         merge="merge-eval",
+        done="apps_hpc.evaluate.stage:is_done",
         summary="run every program against its APPS tests, sandboxed",
     ),
     Stage(
@@ -117,6 +133,7 @@ _ALL = (
         "apps_hpc.evaluate.stage:EvalConfig",
         "small",
         lambda cfg: _exists(cfg.out),
+        done="apps_hpc.evaluate.stage:is_done",
         summary="join the evaluation shards into <out>",
     ),
     Stage(
@@ -125,6 +142,7 @@ _ALL = (
         "apps_hpc.report:ReportConfig",
         "small",
         lambda cfg: _exists(cfg.folder / "summary.md"),
+        done="apps_hpc.report:is_done",
         summary="pass@k tables and plots",
     ),
 )

@@ -28,6 +28,14 @@ import yaml
 from apps_hpc import hub
 from apps_hpc.config import Experiment
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.provenance import (
+    diff_keys,
+    digest,
+    file_digest,
+    read_stamp,
+    stamp_matches,
+    write_stamp,
+)
 from apps_hpc.schedenv import rendezvous
 
 log = logging.getLogger(__name__)
@@ -179,10 +187,60 @@ def collect_report(exp: Experiment) -> list[Path]:
     return copied
 
 
+STAMP = "provenance.json"  # in the training folder: the identity of the run, finished or not
+
+
+def identity(exp: Experiment) -> dict[str, Any]:
+    """What a training run's result depends on: the rendered LlamaFactory config (its
+    folder paths left out, so a moved experiment is the same run), the training data's
+    and the DeepSpeed config's contents."""
+    cfg = render(exp, _load_base(exp), None, None)
+    for key in ("output_dir", "dataset_dir"):
+        cfg.pop(key, None)
+    data = exp.data_dir / f"{exp.prepare.dataset_name}.json"
+    ds = exp.resolve(exp.train.deepspeed) if exp.train.deepspeed else None
+    return {
+        "llamafactory": cfg,
+        "dataset_sha256": file_digest(data) if data.is_file() else None,
+        "deepspeed": json.loads(ds.read_text()) if ds else None,
+    }
+
+
+def is_done(exp: Experiment) -> bool:
+    """Finished, with this config and data (train_results.json written)?"""
+    if not (exp.train_dir / "train_results.json").is_file():
+        return False
+    return stamp_matches(exp.train_dir / STAMP, identity(exp))
+
+
+def _check_previous(exp: Experiment, ident: dict[str, Any]) -> None:
+    """A run of another config in the training folder stops us, unless --force (then
+    it is resumed from its checkpoints with the new config)."""
+    stamp = read_stamp(exp.train_dir / STAMP)
+    started = newest_checkpoint(exp.train_dir) is not None
+    if stamp is None or stamp.get("hash") == digest(ident) or not (started or stamp["finished"]):
+        return
+    keys = ", ".join(diff_keys(stamp.get("config"), ident)[:8])
+    if not exp.force:
+        raise AppsHpcError(
+            f"{exp.train_dir}: holds a training run of another config (differs in: {keys}); "
+            "pass --force to resume it with this config, or use a new experiment name"
+        )
+    log.warning("--force: resuming the run in %s with a config that differs in %s", exp.dir, keys)
+
+
 def train(exp: Experiment) -> Path:
-    """Run (or resume) the fine-tuning; return the output folder."""
+    """Run (or resume) the fine-tuning; return the output folder. A run that finished
+    with this config is not run again (no 0-step resume rewriting its results)."""
     if not (exp.data_dir / "dataset_info.json").exists():
         raise AppsHpcError(f"{exp.data_dir}: no dataset_info.json; run `apps-hpc prepare` first")
+    ident = identity(exp)
+    if is_done(exp):
+        log.info("skip train: finished in %s with this config (train_results.json)", exp.train_dir)
+        collect_report(exp)
+        return exp.train_dir
+    _check_previous(exp, ident)
+    write_stamp(exp.train_dir / STAMP, ident, finished=False)
     env = launch_env(exp)
     config = write_config(exp, world_size(env))
     resume = newest_checkpoint(exp.train_dir)
@@ -193,5 +251,6 @@ def train(exp: Experiment) -> Path:
         raise AppsHpcError(
             f"llamafactory-cli train failed (exit {proc.returncode}); see its log above"
         )
+    write_stamp(exp.train_dir / STAMP, ident, finished=True)
     collect_report(exp)
     return exp.train_dir

@@ -29,26 +29,41 @@ exp_dir=$("${cmd[@]}" experiment-path --config "$config")
 base_model=$("${cmd[@]}" experiment-path --config "$config" --key model)
 apps=$("${cmd[@]}" experiment-path --config "$config" --key apps)
 data=$exp_dir/data
+jobs=$exp_dir/jobs
+mkdir -p "$jobs"
 submit() { sbatch --parsable "$@" | cut -d';' -f1; }
 after() { printf -- '--dependency=afterok:%s --kill-on-invalid-dep=yes' "$1"; }
+# `apps-hpc status EXP_DIR` reads these: step, job id, log (the first task's, for arrays).
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$jobs/sbatch-jobs.tsv"; }
+tasks() { seq -s, -f "${1}_%g" 0 $(($2 - 1)); }  # an array's task ids: 12_0,12_1,...
 
-prepare=$(submit "$@" --job-name=apps-hpc-prepare --wrap "${cmd[*]} prepare --config $config")
+prepare=$(submit "$@" --output="$jobs/prepare-%j.out" --job-name=apps-hpc-prepare \
+  --wrap "${cmd[*]} prepare --config $config")
+record prepare "$prepare" "$jobs/prepare-$prepare.out"
 # shellcheck disable=SC2046  # after() prints two options on purpose
-train=$(submit "$@" $(after "$prepare") "${train_gpus[@]}" "$here/train.sbatch" "$config")
+train=$(submit "$@" $(after "$prepare") --output="$jobs/train-%j.out" "${train_gpus[@]}" \
+  "$here/train.sbatch" "$config")
+record train "$train" "$jobs/train-$train.out"
 results=()
 for model in base sft; do
   if [ "$model" = base ]; then src=$base_model; dep=$prepare; else src=$exp_dir/train; dep=$train; fi
   # shellcheck disable=SC2046
   sample=$(submit "$@" $(after "$dep") --array="0-$((shards - 1))" "${sample_gpus[@]}" \
+    --output="$jobs/sample-$model-%A_%a.out" \
     "$here/sample.sbatch" "$src" "$data/prompts.jsonl" "$exp_dir/samples/$model" "$engine" \
     --model-name "$model" "${sample_args[@]}")
+  record "sample/$model" "$(tasks "$sample" "$shards")" "$jobs/sample-$model-${sample}_0.out"
   # shellcheck disable=SC2046
   evaluate=$(submit "$@" $(after "$sample") --array="0-$((eval_shards - 1))" \
+    --output="$jobs/eval-$model-%A_%a.out" \
     "$here/eval.sbatch" "$exp_dir/samples/$model.jsonl" "$apps" "$exp_dir/results/$model.jsonl")
+  record "eval/$model" "$(tasks "$evaluate" "$eval_shards")" "$jobs/eval-$model-${evaluate}_0.out"
   results+=("$evaluate")
   echo "$model: sample $sample, eval $evaluate"
 done
 # shellcheck disable=SC2046
 report=$(submit "$@" $(after "${results[0]}:${results[1]}") --job-name=apps-hpc-report \
+  --output="$jobs/report-%j.out" \
   --wrap "${cmd[*]} report $exp_dir/results/base.jsonl $exp_dir/results/sft.jsonl --k $report_k --out $exp_dir/report")
+record report "$report" "$jobs/report-$report.out"
 echo "prepare $prepare, train $train, report $report"

@@ -14,16 +14,28 @@ from apps_hpc.cli.common import CONTEXT
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.logs import level_for, setup_logging
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
 
 class _Group(click.Group):
-    """Turns AppsHpcError into one line on stderr and exit code 2."""
+    """Turns an input, path, config or environment error (AppsHpcError, OSError) into
+    one line on stderr and exit code 2, and Ctrl-C into exit code 130."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except AppsHpcError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(f"error: {exc}", 2)
+        except OSError as exc:  # a path that is a folder, not writable, a missing program
+            _fail(f"error: {exc}", 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", INTERRUPTED)
+        return None
+
+
+def _fail(line: str, code: int) -> None:
+    click.echo(line.replace("\n", " "), err=True)
+    sys.exit(code)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)

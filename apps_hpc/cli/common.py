@@ -75,5 +75,28 @@ def sets_option() -> Callable[[Any], Any]:
     )
 
 
+def force_option() -> Callable[[Any], Any]:
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Go on although the config differs from <experiment>/experiment.yaml "
+        "(recorded in manifest.json); what the change touches is redone.",
+    )
+
+
+def experiment(config: Path | None, sets: Any = (), force: bool = False) -> Any:
+    """The experiment of --config/--set, checked against its resolved experiment.yaml
+    (written by the first stage started; a difference stops us unless --force)."""
+    import dataclasses
+
+    from apps_hpc.config import load_experiment, parse_sets
+    from apps_hpc.resolved import check_resolved
+
+    exp = load_experiment(config, parse_sets(sets))
+    if config is not None:
+        check_resolved(exp, force)
+    return dataclasses.replace(exp, force=force)
+
+
 def quiet_option() -> Callable[[Any], Any]:
     return click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from apps_hpc.cli.common import CONTEXT
+from apps_hpc.cli.common import CONTEXT, force_option
 
 
 def _experiment_dir(target: str) -> Path:
@@ -165,8 +165,14 @@ def fetch_cmd(config: Path, sets: tuple[str, ...]) -> None:
     help="auto: the local SLURM when `scontrol ping` answers, else `local`.",
 )
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@force_option()
 def demo_cmd(
-    config: Path | None, root: Path | None, apps: str | None, cluster: str, sets: tuple[str, ...]
+    config: Path | None,
+    root: Path | None,
+    apps: str | None,
+    cluster: str,
+    sets: tuple[str, ...],
+    force: bool,
 ) -> None:
     """The whole experiment on this machine: tiny model, prepare, train, sample, eval and
     report for the fine-tuned model and its base, through `submit pipeline`.
@@ -177,7 +183,7 @@ def demo_cmd(
     """
     from apps_hpc.demo import run_demo
 
-    run_demo(config, root, apps, cluster, list(sets), click.echo)
+    run_demo(config, root, apps, cluster, list(sets), click.echo, force)
 
 
 COMMANDS = [fetch_cmd, status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]

@@ -26,7 +26,8 @@ LIMITS = Limits()
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Results JSONL (appended; re-running resumes).",
+    help="x.jsonl: the results file (appended; re-running resumes; shards in x/); a "
+    "folder: the shard folder (merged into <folder>.jsonl).",
 )
 @click.option(
     "--workers",
@@ -99,8 +100,9 @@ def eval_cmd(
     import dataclasses
 
     from apps_hpc.evaluate import EvalConfig
-    from apps_hpc.shards import parse_shard
+    from apps_hpc.shards import output_paths, parse_shard
 
+    flags["out"] = output_paths(flags["out"], "results")[0]  # type: ignore[arg-type]
     limits = dataclasses.replace(
         LIMITS, test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb
     )

@@ -14,6 +14,8 @@ from apps_hpc.cli.common import (
     CONTEXT,
     config_option,
     dispatch,
+    experiment,
+    force_option,
     quiet_option,
     sets_option,
 )
@@ -66,7 +68,8 @@ def _show_prepared(stats: bool) -> object:
     help="For --stats: count the examples this would truncate.",
 )
 @click.option("--skip-bad-rows", is_flag=True, help="Count and report bad rows, not fail.")
-def prepare_cmd(config: Path | None, **flags: object) -> None:
+@force_option()
+def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
     """APPS rows -> LlamaFactory SFT dataset, dataset_info.json and prompts.jsonl.
 
     \b
@@ -74,9 +77,8 @@ def prepare_cmd(config: Path | None, **flags: object) -> None:
       apps-hpc prepare --apps ../shared/apps --out experiments/demo/data --stats
     """
     from apps_hpc import stage_configs as sc
-    from apps_hpc.config import load_experiment
 
-    exp = load_experiment(config)
+    exp = experiment(config, force=force)
     if isinstance(flags.get("apps"), str):
         flags["apps"] = sc.fetched(exp, hub.absolute(flags["apps"]), hub.DATASET)
     cfg = sc.prepare_config(exp, **flags)
@@ -86,16 +88,15 @@ def prepare_cmd(config: Path | None, **flags: object) -> None:
 @click.command("train", context_settings=CONTEXT)
 @config_option(required=True)
 @sets_option()
-def train_cmd(config: Path, sets: tuple[str, ...]) -> None:
+@force_option()
+def train_cmd(config: Path, sets: tuple[str, ...], force: bool) -> None:
     """Fine-tune with `llamafactory-cli train` (FORCE_TORCHRUN, resumes from checkpoints).
 
     \b
     Example:
       apps-hpc train --config configs/experiments/dscoder_apps.yaml
     """
-    from apps_hpc.config import load_experiment, parse_sets
-
-    exp = load_experiment(config, parse_sets(sets))
+    exp = experiment(config, sets, force)
     dispatch("train", exp, hub_dir=exp.hub_dir)
 
 
@@ -158,7 +159,8 @@ def _sampling_options(command: click.Command) -> click.Command:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Shard folder (samples/<model>/). Default: <experiment>/samples/<name>.",
+    help="x.jsonl: the merged samples file (shards in x/ beside it); a folder: the shard "
+    "folder (merged into <folder>.jsonl). Default: <experiment>/samples/<name>.",
 )
 @config_option(what=" (its `sample` section gives the defaults)")
 @click.option(
@@ -189,10 +191,12 @@ def _sampling_options(command: click.Command) -> click.Command:
 @click.option(
     "--model-name", default=None, help="The samples' model field (default: --out's name)."
 )
+@force_option()
 @quiet_option()
 def sample_cmd(
     model: str | None,
     config: Path | None,
+    force: bool,
     out: Path | None,
     model_name: str | None,
     shard: str | None,
@@ -207,10 +211,11 @@ def sample_cmd(
         --out experiments/x/samples/sft --engine vllm --gpus all
     """
     from apps_hpc import stage_configs as sc
-    from apps_hpc.config import Sampling, load_experiment
-    from apps_hpc.shards import parse_shard
+    from apps_hpc.config import Sampling
+    from apps_hpc.shards import output_paths, parse_shard
 
-    exp = load_experiment(config)
+    exp = experiment(config, force=force)
+    out = output_paths(out, "samples")[1] if out else None
     names = [f.name for f in dataclasses.fields(Sampling)]
     sampling = sc.sampling_with(exp, **{k: flags.pop(k) for k in names})
     name = model_name or (out.name if out else "model")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from apps_hpc.cli.common import CONTEXT, LAUNCH_KEY
+from apps_hpc.cli.common import CONTEXT, LAUNCH_KEY, force_option
 from apps_hpc.cli.result_cmds import eval_cmd, report_cmd
 from apps_hpc.cli.stage_cmds import prepare_cmd, sample_cmd, train_cmd
 
@@ -90,6 +90,7 @@ for _command in (prepare_cmd, train_cmd, sample_cmd, eval_cmd, report_cmd):
 @click.option("--cluster", default="slurm-default", show_default=True, help="Cluster profile.")
 @click.option("--wait", is_flag=True, help="Wait until the jobs end; fail if one did.")
 @click.option("--dry-run", is_flag=True, help="Print the sbatch scripts; submit nothing.")
+@force_option()
 def pipeline_cmd(
     config: Path,
     sets: tuple[str, ...],
@@ -98,6 +99,7 @@ def pipeline_cmd(
     cluster: str,
     wait: bool,
     dry_run: bool,
+    force: bool,
 ) -> None:
     """prepare -> train -> sample -> eval for the fine-tuned model and sample -> eval for
     the base model (in parallel with training), then the report comparing both.
@@ -110,7 +112,7 @@ def pipeline_cmd(
     from apps_hpc.launch.cli_support import submit_pipeline
 
     exp = load_experiment(config, parse_sets(sets))
-    ids = submit_pipeline(exp, cluster, wait, dry_run, sample_shards, eval_shards)
+    ids = submit_pipeline(exp, cluster, wait, dry_run, sample_shards, eval_shards, force)
     for key, job_ids in ids.items():
         click.echo(f"{key}: {' '.join(job_ids)}")
 

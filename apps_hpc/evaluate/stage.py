@@ -3,6 +3,7 @@ appended as problems finish, resumable after a kill."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,17 @@ from apps_hpc.errors import AppsHpcError
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
-from apps_hpc.records import AppendLog, ResultRecord, SampleRecord, Verdict, read_samples
+from apps_hpc.files import write_atomic
+from apps_hpc.provenance import FIELD, digest
+from apps_hpc.records import (
+    AppendLog,
+    ResultRecord,
+    SampleRecord,
+    Verdict,
+    complete_records,
+    dump_line,
+    read_samples,
+)
 from apps_hpc.schedenv import cpus_granted
 from apps_hpc.shards import Shard, assign, merge_shards, shard_status
 
@@ -51,10 +62,24 @@ class _Pending:
     problem: Problem
     results: dict[str, ProgramResult] = field(default_factory=dict)  # by program text
     left: int = 0
+    provenance: str = ""  # the hash of its programs, tests and limits
 
 
 def _spec(problem: Problem) -> TestSpec:
     return TestSpec(problem.fn_name, problem.inputs, problem.outputs)
+
+
+def provenance(sample: SampleRecord, problem: Problem, cfg: EvalConfig) -> str:
+    """What a results record depends on: the programs, the tests, the limits."""
+    return digest(
+        {
+            "codes": sample.codes,
+            "tests": [problem.fn_name, problem.inputs, problem.outputs],
+            "limits": dataclasses.asdict(cfg.limits),
+            "all_tests": cfg.all_tests,
+            "recheck_timeouts": cfg.recheck_timeouts,
+        }
+    )
 
 
 def _match(samples: list[SampleRecord], problems: dict, cfg: EvalConfig) -> list[_Pending]:
@@ -75,7 +100,7 @@ def _match(samples: list[SampleRecord], problems: dict, cfg: EvalConfig) -> list
             raise AppsHpcError(
                 f"{cfg.apps}: problem {problem.split}/{problem.problem_id} has no tests"
             )
-        pending.append(_Pending(sample, problem))
+        pending.append(_Pending(sample, problem, provenance=provenance(sample, problem, cfg)))
     return pending
 
 
@@ -103,14 +128,36 @@ def _record(item: _Pending) -> ResultRecord:
         verdicts=verdicts,
         tests=[r.tests for r in results],
         failures=[r.failure for r in results],
+        extra={FIELD: item.provenance},
     )
 
 
-def _done_keys(results: AppendLog) -> set[tuple[str, str, int]]:
-    keys = set()
+def _key_of(rec: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (rec.get("model"), rec.get("split", "test"), rec.get("problem_id"))
+
+
+def _reuse(results: AppendLog, pending: list[_Pending]) -> tuple[AppendLog, set]:
+    """Keep the records made from exactly these programs, tests and limits; rewrite the
+    file without the others (said, with how many). Returns the log and the kept keys."""
+    want = {p.sample.key: p.provenance for p in pending}
+    kept: dict[Any, dict[str, Any]] = {}
     for _, rec in results.records:
-        keys.add((rec.get("model"), rec.get("split", "test"), rec.get("problem_id")))
-    return keys
+        key = _key_of(rec)
+        if key not in kept and key in want and rec.get(FIELD) == want[key]:
+            kept[key] = rec
+    stale = len(results.records) - len(kept)
+    if stale:
+        gone = sum(1 for _, r in results.records if _key_of(r) not in want)
+        log.warning(
+            "%s: %d results made from other programs, tests or limits are redone; "
+            "%d results of problems no longer in the samples are dropped",
+            results.path,
+            stale - gone,
+            gone,
+        )
+        write_atomic(results.path, "".join(dump_line(r) for r in kept.values()))
+        results = AppendLog(results.path)
+    return results, set(kept)
 
 
 def shard_path(out: Path, shard: Shard) -> Path:
@@ -122,32 +169,61 @@ def _keys(samples: list[SampleRecord]) -> list[dict[str, Any]]:
     return [{"split": s.split, "problem_id": s.problem_id} for s in samples]
 
 
-def evaluate(cfg: EvalConfig) -> Path:
-    """Evaluate every problem of `cfg.samples` not already in the results; return the
-    results file (with a shard: the merged file once every shard is complete, else the
-    shard's file)."""
+def _inputs(cfg: EvalConfig) -> tuple[list[dict[str, Any]], list[_Pending]]:
+    """(the problems the merged results will hold, this shard's pending problems).
+    Samples whose APPS row was skipped as bad (--skip-bad-rows) are counted and said."""
     apps = hub.local(cfg.apps, hub.DATASET)  # a hub id: its fetched snapshot, offline
     problems, load = load_problems(apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
         log.warning("skipped %d bad APPS rows; first: %s", len(load.skipped), load.skipped[0])
     all_samples = read_samples(cfg.samples)
-    samples = assign(all_samples, cfg.shard) if cfg.shard else all_samples
+    if not all_samples:
+        raise AppsHpcError(f"{cfg.samples}: no samples (expected one JSON line per problem)")
+    orphans = {
+        (s.split, s.problem_id)
+        for s in all_samples
+        if (s.split, s.problem_id) in load.skipped_keys and (s.split, s.problem_id) not in problems
+    }
+    if orphans:
+        names = ", ".join(f"{split}/{pid}" for split, pid in sorted(orphans)[:5])
+        log.warning("%d samples not evaluated: their APPS rows were bad (%s)", len(orphans), names)
+    kept = [s for s in all_samples if (s.split, s.problem_id) not in orphans]
+    if not kept:
+        raise AppsHpcError(f"{cfg.samples}: no sample left to evaluate: every problem was skipped")
+    samples = assign(kept, cfg.shard) if cfg.shard else kept
+    return _keys(kept), _match(samples, problems, cfg)
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    """Evaluate every problem of `cfg.samples` not already in the results with the same
+    provenance; return the results file (with a shard: the merged file once every shard
+    is complete, else the shard's file)."""
+    keys, pending = _inputs(cfg)
     out = shard_path(cfg.out, cfg.shard) if cfg.shard else cfg.out
     results = AppendLog(out)
     if results.repaired:
         log.warning("%s: dropped a half-written last line; that problem is redone", out)
-    done = _done_keys(results)
-    todo = [s for s in samples if s.key not in done]
-    pending = _match(todo, problems, cfg)
-    log.info("%d problems already in %s, %d to do", len(samples) - len(todo), out, len(todo))
-    for item in [p for p in pending if not p.sample.codes]:
-        results.append(_record(item).to_json())
-    _run(cfg, [p for p in pending if p.sample.codes], results)
+    results, kept = _reuse(results, pending)
+    todo = [p for p in pending if p.sample.key not in kept]
+    log.info("%d problems already in %s, %d to do", len(kept), out, len(todo))
+    _run(cfg, todo, results)
     if cfg.shard is None:
         return out
-    if shard_status(cfg.out.with_suffix(""), _keys(all_samples)):
+    if shard_status(cfg.out.with_suffix(""), keys):
         return out
-    return merge_shards(cfg.out.with_suffix(""), cfg.out, _keys(all_samples), cfg.samples)
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, keys, cfg.samples)
+
+
+def expected_provenance(cfg: EvalConfig) -> dict[Any, str]:
+    """Each problem's results provenance for these samples, APPS rows and limits."""
+    _, pending = _inputs(dataclasses.replace(cfg, shard=None))
+    return {p.sample.key: p.provenance for p in pending}
+
+
+def is_done(cfg: EvalConfig) -> bool:
+    """Is the results file complete, every record made from the current inputs?"""
+    have = {_key_of(rec): rec.get(FIELD) for rec in complete_records(cfg.out)}
+    return bool(have) and have == expected_provenance(cfg)
 
 
 def _log_sandbox(workers: int, isolation: str) -> None:

@@ -3,6 +3,7 @@ shards, build the plan, submit it."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, pipeline, stage_steps
 from apps_hpc.launch.profiles import Profile, load_profile
 from apps_hpc.launch.submit import Launch, submit
+from apps_hpc.resolved import check_resolved
 from apps_hpc.stages import get
 
 
@@ -89,33 +91,20 @@ def submit_pipeline(
     dry_run: bool,
     sample_shards: int | None,
     eval_shards: int,
+    force: bool = False,
 ) -> dict[str, list[str]]:
     profile = load_profile(cluster)
     shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
     launch = Launch(
         profile, exp.dir.absolute(), wait, dry_run, exp.sample.gpus_per_model, exp.hub_dir
     )
+    exp = dataclasses.replace(exp, force=force)
     steps = pipeline(exp, shards, eval_shards)
 
     def checks() -> list[Check]:
         found = preflight.pipeline_checks(exp, profile)
         if not dry_run and not any(c.status == "fail" for c in found):
-            write_resolved(exp)  # only once nothing stands in the way
+            check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way
         return found
 
     return checked_submit(launch, steps, checks)
-
-
-def write_resolved(exp: Experiment) -> Path:
-    """`<experiment>/experiment.yaml`: the resolved config, written once, never edited."""
-    import dataclasses
-
-    import yaml
-
-    path = exp.dir / "experiment.yaml"
-    if not path.exists():
-        exp.dir.mkdir(parents=True, exist_ok=True)
-        data = {k: v for k, v in dataclasses.asdict(exp).items() if k != "source"}
-        header = f"# resolved from {exp.source or 'defaults'} by apps-hpc; do not edit\n"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
-    return path

@@ -18,6 +18,7 @@ import yaml
 
 from apps_hpc.config import find_config
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.typed import field_types, slurm_minutes, type_error
 
 REQUIRED = ("executor", "gpus_per_node", "cpus_per_node", "mem_per_node", "time")
 RENAMED = {"cpus_per_task": "cpus_per_node", "mem": "mem_per_node"}  # the old names
@@ -71,7 +72,10 @@ def _renamed(data: dict[str, Any]) -> dict[str, Any]:
 def load_profile(name: str) -> Profile:
     """Load and check a profile: a missing or unknown field is one clear error."""
     path = find_config("clusters", name)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AppsHpcError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise AppsHpcError(f"{path}: expected a mapping")
     data = _renamed(data)
@@ -85,6 +89,8 @@ def load_profile(name: str) -> Profile:
     if data["executor"] not in ("slurm", "local"):
         raise AppsHpcError(f"{path}: executor must be slurm or local, not {data['executor']!r}")
     for key in ("mem_per_node", "cpu_node_mem", "small_mem"):
+        if isinstance(data.get(key), int) and not isinstance(data[key], bool):
+            data[key] = str(data[key])  # a bare number is megabytes, as in SLURM
         if data.get(key) is not None:
             try:
                 mem_mb(data[key])
@@ -92,4 +98,19 @@ def load_profile(name: str) -> Profile:
                 raise AppsHpcError(f"{path}: {key}: {exc}") from None
     data["binds"] = list(data.get("binds") or [])
     data["additional"] = dict(data.get("additional") or {})
-    return Profile(name=path.stem, source=str(path), **data)
+    return Profile(name=path.stem, source=str(path), **typed_fields(path, data))
+
+
+def typed_fields(path: object, data: dict[str, Any]) -> dict[str, Any]:
+    """The profile's values checked against Profile's declared types; `time` may be
+    minutes or SLURM's MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    out = dict(data)
+    try:
+        out["time"] = slurm_minutes(data["time"])
+    except ValueError as exc:
+        raise AppsHpcError(f"{path}: time: {exc}") from None
+    types = field_types(Profile)
+    for key, value in out.items():
+        if (problem := type_error(value, types[key])) is not None:
+            raise AppsHpcError(f"{path}: {key}: {problem}")
+    return out

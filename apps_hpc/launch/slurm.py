@@ -86,9 +86,13 @@ def has_sbatch() -> bool:
     return shutil.which("sbatch") is not None
 
 
+def has_sacct() -> bool:
+    return shutil.which("sacct") is not None
+
+
 def sacct(ids: list[str]) -> dict[str, tuple[str, str]]:
     """job id -> (state, elapsed), from accounting (array tasks included)."""
-    if not ids:
+    if not ids or not has_sacct():
         return {}
     out = subprocess.run(
         ["sacct", "-n", "-P", "-X", "-o", "JobID,State,Elapsed", "-j", ",".join(ids)],
@@ -155,3 +159,17 @@ def job_logs(folder: str | Path, job_id: str) -> tuple[Path, Path]:
     """(stdout, stderr) of a submitit job (task 0)."""
     paths = JobPaths(folder, job_id=job_id, task_id=0)
     return paths.stdout, paths.stderr
+
+
+def local_job_elapsed(folder: str | Path, job_id: str) -> float | None:
+    """Seconds a local job ran: from its submission pickle to its result pickle (or to
+    now while it runs, to its last log line when it died without a result)."""
+    paths = JobPaths(folder, job_id=job_id, task_id=0)
+    if not paths.submitted_pickle.exists():
+        return None
+    start = paths.submitted_pickle.stat().st_mtime
+    ends = [p.stat().st_mtime for p in (paths.result_pickle,) if p.exists()]
+    if not ends and local_job_state(folder, job_id) == "RUNNING":
+        ends = [time.time()]
+    ends = ends or [p.stat().st_mtime for p in (paths.stdout, paths.stderr) if p.exists()]
+    return max(0.0, max(ends) - start) if ends else None

@@ -24,11 +24,59 @@ class StageStatus:
     log: str
 
 
+SBATCH_JOBS = Path("jobs") / "sbatch-jobs.tsv"  # slurm/pipeline.sh: step, job id, log
+
+
 def load_jobs(root: Path) -> dict[str, dict[str, Any]]:
+    """The experiment's jobs: those `apps-hpc submit` recorded in manifest.json, and
+    those slurm/pipeline.sh recorded in jobs/sbatch-jobs.tsv."""
     path = root / "manifest.json"
-    if not path.exists():
-        raise AppsHpcError(f"{root}: no manifest.json (nothing was submitted here)")
-    return json.loads(path.read_text()).get("jobs", {})
+    jobs = {}
+    if path.exists():
+        try:
+            jobs = json.loads(path.read_text()).get("jobs", {})
+        except ValueError as exc:
+            raise AppsHpcError(f"{path}: not valid JSON ({exc})") from None
+    jobs.update(_sbatch_jobs(root / SBATCH_JOBS))
+    if not jobs:
+        raise AppsHpcError(
+            f"{root}: no jobs recorded here (no manifest.json from `apps-hpc submit`, "
+            f"no {SBATCH_JOBS} from slurm/pipeline.sh)"
+        )
+    return jobs
+
+
+def _sbatch_jobs(path: Path) -> dict[str, dict[str, Any]]:
+    """slurm/pipeline.sh's records: one `step<TAB>job id(s)<TAB>log` line per submission."""
+    jobs: dict[str, dict[str, Any]] = {}
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) == 3:
+            key, job_id, log = parts
+            ids = job_id.split(",")
+            jobs[key] = {"executor": "slurm", "ids": ids, "logs": [log], "progress": {}}
+    return jobs
+
+
+def error_log(stdout: str) -> str:
+    """The log to read: of a job's `_log.out` and `_log.err`, the one that holds a
+    traceback or an error line, else the stderr log (where stages log), else stdout."""
+    out = Path(stdout)
+    err = out.with_name(out.name[: -len(".out")] + ".err") if out.name.endswith(".out") else out
+    candidates = [p for p in (err, out) if p.is_file()]
+    for path in candidates:
+        text = path.read_text(errors="replace")
+        if "Traceback" in text or "error:" in text.lower():
+            return str(path)
+    return str(candidates[0]) if candidates else stdout
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _count_lines(pattern: str) -> int:
@@ -37,18 +85,6 @@ def _count_lines(pattern: str) -> int:
         with open(path, "rb") as fh:
             total += sum(1 for line in fh if line.endswith(b"\n"))
     return total
-
-
-def is_complete(spec: dict[str, Any]) -> bool:
-    """Are a step's outputs all there (so re-running the pipeline can skip it)?"""
-    if "lines" in spec:
-        source = Path(spec.get("expected_from", ""))
-        return source.is_file() and _count_lines(spec["lines"]) >= _count_lines(str(source)) > 0
-    if "trainer_log" in spec:
-        return (Path(spec["trainer_log"]).parent / "train_results.json").exists()
-    if "exists" in spec:
-        return Path(spec["exists"]).exists()
-    return False
 
 
 def progress_of(spec: dict[str, Any]) -> str:
@@ -76,15 +112,17 @@ def stage_statuses(root: Path) -> list[StageStatus]:
     rows = []
     for key, rec in jobs.items():
         if rec.get("executor") == "slurm":
-            found = [acct.get(i, ("PENDING", "00:00:00")) for i in rec["ids"]]
+            missing = ("PENDING", "00:00:00") if slurm.has_sacct() else ("UNKNOWN", "-")
+            found = [acct.get(i, missing) for i in rec["ids"]]
             state = slurm.combine([s for s, _ in found])
             elapsed = max((e for _, e in found), default="-")
         elif rec["ids"]:
             state = slurm.combine([slurm.local_job_state(rec["folder"], i) for i in rec["ids"]])
-            elapsed = "-"
+            times = [slurm.local_job_elapsed(rec["folder"], i) for i in rec["ids"]]
+            elapsed = _clock(max((t for t in times if t is not None), default=None))
         else:
             state, elapsed = rec.get("state", "UNKNOWN"), "-"
-        log = rec["logs"][0] if rec.get("logs") else "-"
+        log = error_log(rec["logs"][0]) if rec.get("logs") else "-"
         rows.append(StageStatus(key, rec["ids"], state, elapsed, progress_of(rec["progress"]), log))
     return rows
 

@@ -20,9 +20,9 @@ from apps_hpc.launch.executor import (
 )
 from apps_hpc.launch.plan import Step
 from apps_hpc.launch.profiles import Profile
-from apps_hpc.launch.status import is_complete
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.manifest import update_manifest
+from apps_hpc.stages import get
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,13 @@ def dry_run(launch: Launch, steps: list[Step]) -> str:
     return "".join(parts)
 
 
+def _done(step: Step) -> bool:
+    """Are the step's outputs complete and made from this very config?"""
+    return get(step.stage).is_done(step.cfgs[0])
+
+
 def _skip(launch: Launch, step: Step) -> None:
-    log.info(f"skip {step.key}: already done")
+    log.info(f"skip {step.key}: already done (outputs complete, same inputs and config)")
     update_manifest(
         launch.root / "manifest.json",
         ["jobs", step.key],
@@ -103,7 +108,7 @@ def _submit_chained(launch: Launch, steps: list[Step]) -> dict[str, list[submiti
     jobs: dict[str, list[submitit.Job]] = {}
     skipped: set[str] = set()
     for step in steps:
-        if all(d in skipped for d in step.deps) and is_complete(step.progress):
+        if all(d in skipped for d in step.deps) and _done(step):
             skipped.add(step.key)
             _skip(launch, step)
             continue
@@ -160,7 +165,7 @@ def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.
                 )
             elif all(d in done for d in step.deps):
                 pending.remove(step)
-                if is_complete(step.progress) and all(d not in jobs for d in step.deps):
+                if all(d not in jobs for d in step.deps) and _done(step):
                     done.add(step.key)
                     _skip(launch, step)
                     continue

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.provenance import file_digest
 from apps_hpc.report.experiment import read_experiment
 from apps_hpc.report.load import ModelResults, load_models
 from apps_hpc.report.page import PageInput, render
@@ -75,9 +76,25 @@ def write_page(out: Path, data: dict[str, Any], models: list[ModelResults]) -> P
     return path
 
 
+def inputs(cfg: ReportConfig) -> dict[str, Any]:
+    """What a report depends on: the results files' contents and the k values."""
+    results = {str(p): file_digest(p) if p.is_file() else None for p in cfg.results}
+    return {"results": results, "ks": list(cfg.ks)}
+
+
+def is_done(cfg: ReportConfig) -> bool:
+    """Is there a report made from exactly these results files and k values?"""
+    try:
+        summary = json.loads((cfg.folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (cfg.folder / "summary.md").is_file() and summary.get("inputs") == inputs(cfg)
+
+
 def report(cfg: ReportConfig) -> Path:
     """Write summary.md, summary.json, pass_at_k.png and index.html; return the folder."""
     models, data = _models_and_data(cfg)
+    data = {**data, "inputs": inputs(cfg)}  # what it was made from: a re-run may skip it
     out = cfg.folder
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(markdown(data), encoding="utf-8")

@@ -9,6 +9,8 @@ shards are merged into `<out>.jsonl`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -22,12 +24,21 @@ from tqdm import tqdm
 from apps_hpc import hub
 from apps_hpc.config import SampleSection, Sampling
 from apps_hpc.errors import AppsHpcError
+from apps_hpc.files import write_atomic
 from apps_hpc.manifest import update_manifest
 from apps_hpc.prompts import chat_prompt, extract_code
-from apps_hpc.records import AppendLog, iter_jsonl
+from apps_hpc.provenance import FIELD, digest, model_fingerprint
+from apps_hpc.records import AppendLog, complete_records, dump_line, iter_jsonl
 from apps_hpc.sample.engines import EngineOptions, Request, make_engine
 from apps_hpc.schedenv import array_task, visible_gpus
-from apps_hpc.shards import Shard, assign, merge_shards, problem_seed, shard_status
+from apps_hpc.shards import (
+    Shard,
+    assign,
+    merge_shards,
+    problem_seed,
+    shard_files,
+    shard_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +80,84 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
         if not isinstance(rec, dict) or "problem_id" not in rec or "prompt" not in rec:
             raise AppsHpcError(f"{path}:{lineno}: expected problem_id and prompt")
         prompts.append(rec)
+    if not prompts:
+        raise AppsHpcError(f"{path}: no prompts (expected one line per test problem)")
     return prompts
 
 
-def _record(cfg: SampleConfig, prompt: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+def _key(rec: dict[str, Any]) -> tuple[Any, Any]:
+    return (rec.get("split", "test"), rec.get("problem_id"))
+
+
+class Provenance:
+    """Each prompt's samples hash: the prompt, the model (a local folder by its files),
+    the sampling settings and the engine."""
+
+    def __init__(self, cfg: SampleConfig) -> None:
+        self.settings = {
+            "model": model_fingerprint(cfg.model),
+            "sampling": dataclasses.asdict(cfg.sampling),
+            "engine": cfg.engine,
+            "max_model_len": cfg.max_model_len,
+        }
+
+    def of(self, prompt: dict[str, Any]) -> str:
+        return digest({"prompt": prompt["prompt"], **self.settings})
+
+
+def _record(prompt: dict[str, Any], texts: list[str], name: str, prov: str) -> dict[str, Any]:
     return {
         "problem_id": prompt["problem_id"],
         "split": prompt.get("split", "test"),
         "difficulty": prompt["difficulty"],
-        "model": cfg.name,
+        "model": name,
         "codes": [extract_code(t) for t in texts],
         "completions": texts,
+        FIELD: prov,
     }
 
 
-def _todo(cfg: SampleConfig, shard: Shard, log: AppendLog) -> list[dict[str, Any]]:
-    done = {(r.get("split", "test"), r.get("problem_id")) for _, r in log.records}
-    mine = assign(read_prompts(cfg.prompts), shard)
-    return [p for p in mine if (p.get("split", "test"), p["problem_id"]) not in done]
+def _reuse(shard_log: AppendLog, want: dict[Any, str]) -> AppendLog:
+    """Keep the records sampled from exactly these prompts, model and settings; rewrite
+    the shard without the others, and say how many are redone."""
+    kept: dict[Any, dict[str, Any]] = {}
+    for _, rec in shard_log.records:
+        if _key(rec) in want and _key(rec) not in kept and rec.get(FIELD) == want[_key(rec)]:
+            kept[_key(rec)] = rec
+    stale = len(shard_log.records) - len(kept)
+    if stale:
+        log.warning(
+            "%s: %d samples made from another prompt, model or sampling settings are redone",
+            shard_log.path,
+            stale,
+        )
+        write_atomic(shard_log.path, "".join(dump_line(r) for r in kept.values()))
+        shard_log = AppendLog(shard_log.path)
+    return shard_log
+
+
+def expected_provenance(cfg: SampleConfig) -> dict[Any, str]:
+    """Every prompt's key and samples hash."""
+    prov = Provenance(cfg)
+    return {_key(p): prov.of(p) for p in read_prompts(cfg.prompts)}
+
+
+def _provenance_in(paths: list[Path]) -> dict[Any, str]:
+    return {_key(r): r.get(FIELD) for path in paths for r in complete_records(path)}
+
+
+def is_done(cfg: SampleConfig) -> bool:
+    """Are this model's samples complete (the merged file, or every shard) and made from
+    the current prompts, model and settings?"""
+    want = expected_provenance(cfg)
+    if _provenance_in([cfg.merged]) == want:
+        return True
+    shards = [path for _, path in shard_files(cfg.out).values()]
+    return not shard_status(cfg.out, None) and _provenance_in(shards) == want
+
+
+def merged_is_done(cfg: SampleConfig) -> bool:
+    return _provenance_in([cfg.merged]) == expected_provenance(cfg)
 
 
 def _options(cfg: SampleConfig) -> EngineOptions:
@@ -100,8 +171,12 @@ def _options(cfg: SampleConfig) -> EngineOptions:
 
 def run_shard(cfg: SampleConfig, shard: Shard) -> dict[str, Any]:
     """Sample the problems of one shard not yet in its file; return the throughput."""
-    log = AppendLog(cfg.out / shard.file_name())
-    todo = _todo(cfg, shard, log)
+    prov = Provenance(cfg)
+    mine = {_key(p): p for p in assign(read_prompts(cfg.prompts), shard)}
+    want = {k: prov.of(p) for k, p in mine.items()}
+    shard_log = _reuse(AppendLog(cfg.out / shard.file_name()), want)
+    done = {_key(r) for _, r in shard_log.records}
+    todo = [p for key, p in mine.items() if key not in done]
     stats: dict[str, Any] = {
         "shard": str(shard),
         "problems": 0,
@@ -129,7 +204,7 @@ def run_shard(cfg: SampleConfig, shard: Shard) -> dict[str, Any]:
         disable=not cfg.progress,
     ) as bar:
         for req, gen in engine.generate(requests):
-            log.append(_record(cfg, req.key, gen.texts))
+            shard_log.append(_record(req.key, gen.texts, cfg.name, want[_key(req.key)]))
             stats["problems"] += 1
             stats["completions"] += len(gen.texts)
             stats["tokens"] += gen.tokens
@@ -179,11 +254,38 @@ def _run_local_replicas(cfg: SampleConfig) -> list[dict[str, Any]]:
         return [job.get() for job in jobs]
 
 
+SAMPLING_FILE = "sampling.json"  # in the shard folder: which prompts, model, settings
+
+
+def _write_sampling(cfg: SampleConfig) -> None:
+    info = {
+        "prompts": str(cfg.prompts.resolve()),
+        "model": cfg.model,
+        "engine": cfg.engine,
+        "sampling": dataclasses.asdict(cfg.sampling),
+    }
+    write_atomic(cfg.out / SAMPLING_FILE, json.dumps(info, indent=1) + "\n")
+
+
+def _prompts_of(folder: Path) -> Path:
+    """The prompts a shard folder was sampled from (recorded by `sample`)."""
+    try:
+        return Path(json.loads((folder / SAMPLING_FILE).read_text())["prompts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise AppsHpcError(
+            f"{folder}: cannot tell whether its shards are complete (no {SAMPLING_FILE}); "
+            "pass --prompts data/prompts.jsonl"
+        ) from None
+
+
 def merge_samples(folder: Path, out: Path | None = None, prompts: Path | None = None) -> Path:
     """Join complete shards into one samples file sorted by problem; a missing or
-    incomplete shard, a problem twice, or one not in `prompts` is an error naming it."""
-    if prompts is None:
-        return merge_shards(folder, out, None)
+    incomplete shard, a problem twice, or one not in the prompts is an error naming it.
+    Without `prompts`, the prompts the folder was sampled from (its sampling.json) say
+    what complete is."""
+    if not folder.is_dir():
+        raise AppsHpcError(f"{folder}: no such shard folder")
+    prompts = prompts or _prompts_of(folder)
     return merge_shards(folder, out, read_prompts(prompts), prompts)
 
 
@@ -195,9 +297,13 @@ def merge_shards_of(cfg: SampleConfig) -> Path:
 def sample(cfg: SampleConfig) -> Path:
     """Sample this process's shard (or every local replica); merge when all are done.
     Returns the merged samples file, or the shard folder while shards are missing."""
+    if cfg.merged == cfg.out or cfg.merged.is_dir():
+        raise AppsHpcError(f"{cfg.out}: the shard folder and the merged file would clash")
+    read_prompts(cfg.prompts)  # an empty or missing prompts file stops before any work
     # The model folder, or a hub id's fetched snapshot (offline): checked before anything.
     cfg = replace(cfg, model=str(hub.local(cfg.model, hub.MODEL)))
     cfg.out.mkdir(parents=True, exist_ok=True)
+    _write_sampling(cfg)
     if cfg.gpus == "all" and cfg.shard is None and array_task() is None:
         all_stats = _run_local_replicas(cfg)
     else:

@@ -174,3 +174,127 @@ def test_bad_input_is_one_line_and_nonzero(shared_apps: Path, tmp_path: Path, ba
     )
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+
+
+def _n_programs(shared: Path, path: Path, n: int, good: int) -> Path:
+    """One line per test-sample problem with solutions: `good` real solutions, then
+    wrong programs up to n."""
+    with path.open("w") as fh:
+        for line in (shared / "test-sample.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            sols = json.loads(row["solutions"]) if row["solutions"] else []
+            if sols:
+                codes = [sols[0]] * good + [WRONG] * (n - good)
+                rec = {"problem_id": row["problem_id"], "difficulty": row["difficulty"]}
+                fh.write(json.dumps({**rec, "codes": codes}) + "\n")
+    return path
+
+
+def _eval_test(shared: Path, samples: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "apps_hpc", "eval", "-q", "--samples", str(samples)]
+    cmd += ["--apps", str(shared / "test-sample.jsonl"), "--out", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _pass_at_1(results: Path) -> float:
+    recs = [json.loads(x) for x in results.read_text().splitlines()]
+    return sum(r["c"] / r["n"] for r in recs) / len(recs)
+
+
+def test_a_changed_samples_file_is_redone_not_reused(shared_apps: Path, tmp_path: Path) -> None:
+    """Same samples file name, 4 programs per problem instead of 10: every result is
+    redone (and said), and pass@1 is the new one."""
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
+    _n_programs(shared_apps, samples, 10, good=2)
+    assert _eval_test(shared_apps, samples, out).returncode == 0
+    assert _pass_at_1(out) == pytest.approx(0.2)
+    _n_programs(shared_apps, samples, 4, good=3)
+    again = _eval_test(shared_apps, samples, out)
+    assert again.returncode == 0, again.stderr
+    assert "9 results made from other programs, tests or limits are redone" in again.stderr
+    assert "0 problems already in" in again.stderr
+    assert _pass_at_1(out) == pytest.approx(0.75)
+    assert all(len(json.loads(x)["provenance"]) == 16 for x in out.read_text().splitlines())
+
+
+def test_other_limits_redo_the_results(shared_apps: Path, tmp_path: Path) -> None:
+    samples, out = _n_programs(shared_apps, tmp_path / "s.jsonl", 2, good=1), tmp_path / "r.jsonl"
+    assert _eval_test(shared_apps, samples, out).returncode == 0
+    same = _eval_test(shared_apps, samples, out)
+    assert "9 problems already in" in same.stderr and "redone" not in same.stderr
+    other = _eval_test(shared_apps, samples, out, "--timeout", "2")
+    assert "9 results made from other programs, tests or limits are redone" in other.stderr
+
+
+def test_results_of_problems_no_longer_sampled_are_dropped(
+    shared_apps: Path, tmp_path: Path
+) -> None:
+    samples, out = _n_programs(shared_apps, tmp_path / "s.jsonl", 2, good=1), tmp_path / "r.jsonl"
+    assert _eval_test(shared_apps, samples, out).returncode == 0
+    samples.write_text("".join(samples.read_text().splitlines(keepends=True)[:3]))
+    again = _eval_test(shared_apps, samples, out)
+    assert "6 results of problems no longer in the samples are dropped" in again.stderr
+    assert len(out.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", "no samples (expected one JSON line per problem)"),
+        (
+            '{"problem_id": 0, "difficulty": "interview", "codes": []}\n',
+            "s.jsonl:1: field 'codes': empty (expected at least one program)",
+        ),
+    ],
+)
+def test_empty_samples_are_an_error(
+    shared_apps: Path, tmp_path: Path, content: str, words: str
+) -> None:
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(content)
+    r = _eval_test(shared_apps, samples, tmp_path / "r.jsonl")
+    assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_skip_bad_rows_counts_samples_of_skipped_problems(
+    shared_apps: Path, tmp_path: Path
+) -> None:
+    apps = tmp_path / "test.jsonl"
+    rows = (shared_apps / "test-sample.jsonl").read_text().splitlines()
+    bad = json.loads(rows[0])
+    apps.write_text("\n".join([json.dumps({**bad, "difficulty": "hard"}), *rows[1:]]) + "\n")
+    samples = _n_programs(shared_apps, tmp_path / "s.jsonl", 2, good=1)
+    base = [sys.executable, "-m", "apps_hpc", "eval", "-q", "--samples", str(samples)]
+    cmd = [*base, "--apps", str(apps), "--out", str(tmp_path / "r.jsonl")]
+    strict = subprocess.run(cmd, capture_output=True, text=True)
+    assert strict.returncode == 2 and "field 'difficulty'" in strict.stderr
+    r = subprocess.run([*cmd, "--skip-bad-rows"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"1 samples not evaluated: their APPS rows were bad (test/{bad['problem_id']})" in (
+        r.stderr
+    )
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 8
+
+
+@pytest.mark.parametrize("form", ["file", "folder"])
+def test_out_as_a_file_or_a_folder_with_shards(
+    shared_apps: Path, tmp_path: Path, form: str
+) -> None:
+    """--out x.jsonl: the results file, shards in x/; --out x: the shard folder, merged
+    into x.jsonl. Both give the same merged file."""
+    samples = _n_programs(shared_apps, tmp_path / "s.jsonl", 2, good=1)
+    out = tmp_path / ("r.jsonl" if form == "file" else "r")
+    for i in (0, 1):
+        r = _eval_test(shared_apps, samples, out, "--shard", f"{i}/2")
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r" / "shard-00000-of-00002.jsonl").is_file()
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 9
+
+
+def test_out_that_fits_neither_form_is_refused_first(shared_apps: Path, tmp_path: Path) -> None:
+    samples = _n_programs(shared_apps, tmp_path / "s.jsonl", 2, good=1)
+    (tmp_path / "dir.jsonl").mkdir()
+    for out, words in [("r.json", "expected a .jsonl file"), ("dir.jsonl", "is a folder")]:
+        r = _eval_test(shared_apps, samples, tmp_path / out)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1

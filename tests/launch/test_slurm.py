@@ -187,7 +187,7 @@ def test_gpu_shards_get_their_own_devices(
         .replace("gpus_per_node: 0", "gpus_per_node: 2")
     )
     prompts = tmp_path / "data"
-    _cli("prepare", "--apps", str(shared_apps / "test-sample.jsonl"), "--out", str(prompts))
+    _cli("prepare", "--apps", str(shared_apps), "--out", str(prompts))
     out = tmp_path / "s" / "base"
     _cli(
         "submit",

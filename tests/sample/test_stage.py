@@ -28,7 +28,7 @@ def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def prompts(shared_apps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data")
-    _cli("prepare", "--apps", str(shared_apps / "test-sample.jsonl"), "--out", str(out))
+    _cli("prepare", "--apps", str(shared_apps), "--out", str(out))
     return out / "prompts.jsonl"
 
 
