@@ -19,6 +19,7 @@ from apps_hpc.prompts import (
     normalize_code,
     user_prompt,
 )
+from tests.helpers import run_cli
 
 
 def _problem(pid: int, sols: list[str], fn_name: str | None = None, tests: bool = True) -> Problem:
@@ -125,3 +126,34 @@ def test_chat_prompt_is_llamafactory_deepseekcoder_template(tiny_model_dir: Path
     )
     assert tok.decode(prompt_ids) == tok.bos_token + chat_prompt(user)
     assert tok.decode(answer_ids) == "\n" + answer("print(1)") + "\n<|EOT|>\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        ("test-sample.jsonl", "no train problems with solutions and tests"),
+        ("train-sample.jsonl", "no test problems with solutions and tests"),
+    ],
+)
+def test_an_empty_training_set_or_prompt_list_is_an_error(
+    shared_apps: Path, tmp_path: Path, rows: str, words: str
+) -> None:
+    out = tmp_path / "data"
+    r = run_cli("prepare", "--apps", str(shared_apps / rows), "--out", str(out))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr
+    assert not out.exists()  # nothing written
+
+
+def test_a_rerun_with_the_same_inputs_is_skipped_and_other_inputs_redo(
+    shared_apps: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="apps_hpc")
+    cfg = PrepareConfig(apps=str(shared_apps), out=tmp_path / "d")
+    prepare(cfg)
+    prompts = (tmp_path / "d" / "prompts.jsonl").stat().st_mtime_ns
+    prepare(cfg)
+    assert "skip prepare" in caplog.text
+    assert (tmp_path / "d" / "prompts.jsonl").stat().st_mtime_ns == prompts
+    caplog.clear()
+    prepare(PrepareConfig(apps=str(shared_apps), out=tmp_path / "d", max_per_problem=1))
+    assert "skip prepare" not in caplog.text

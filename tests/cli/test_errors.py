@@ -1,0 +1,99 @@
+"""No traceback reaches a user: every command, given the bad inputs users really give
+(a mistyped --set, a bad profile, empty files, wrong --out forms, missing folders), says
+one line on stderr and exits 2; Ctrl-C exits 130 with nothing torn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import CPU_EXPERIMENT, REPO, run_cli
+
+
+def _files(tmp: Path, shared: Path) -> dict[str, Path]:
+    sample = {"problem_id": 0, "difficulty": "interview"}
+    result = {**sample, "model": "m", "n": 0, "c": 0, "verdicts": []}
+    files = {
+        "empty": tmp / "empty.jsonl",
+        "no_codes": tmp / "no-codes.jsonl",
+        "n0": tmp / "results" / "n0.jsonl",
+        "profile": tmp / "site.yaml",
+        "shards": tmp / "shards",
+        "test_rows": shared / "test-sample.jsonl",
+    }
+    files["empty"].write_text("")
+    files["no_codes"].write_text(json.dumps({**sample, "codes": []}) + "\n")
+    files["n0"].parent.mkdir()
+    files["n0"].write_text(json.dumps(result) + "\n")
+    profile = (REPO / "configs/clusters/slurm-default.yaml").read_text()
+    files["profile"].write_text(profile.replace("time: 60 ", "time: 4h "))
+    files["shards"].mkdir()
+    (files["shards"] / "shard-00000-of-00002.jsonl").write_text("")
+    return files
+
+
+def _cases(tmp: Path, f: dict[str, Path]) -> list[list[str]]:
+    apps = str(f["test_rows"])
+    ev = ["--apps", apps, "--out", str(tmp / "r.jsonl")]
+    return [
+        ["train", "--config", "demo", "--set", "sample.n=ten"],
+        ["submit", "pipeline", "--config", str(CPU_EXPERIMENT), "--set", "sample.n=ten"],
+        ["demo", "--root", str(tmp), "--set", "sample.n=ten"],
+        ["submit", "eval", "--cluster", str(f["profile"]), "--samples", "s", *ev],
+        ["prepare", "--apps", apps, "--out", str(tmp / "data")],
+        ["sample", "--model", "m", "--prompts", str(f["empty"]), "--out", str(tmp / "s.jsonl")],
+        ["sample", "--model", "m", "--prompts", str(f["empty"]), "--out", str(tmp / "s.json")],
+        ["merge-samples", str(f["shards"])],
+        ["merge-samples", str(tmp / "nowhere")],
+        ["eval", "--samples", str(f["empty"]), *ev],
+        ["eval", "--samples", str(f["no_codes"]), *ev],
+        ["eval", "--samples", str(tmp / "missing.jsonl"), *ev],
+        ["eval", "--samples", str(f["no_codes"]), "--apps", apps, "--out", str(tmp)],
+        ["report", str(f["n0"]), "--no-plot"],
+        ["report", str(tmp / "missing.jsonl")],
+        ["status", str(tmp / "nowhere")],
+        ["cancel", str(tmp / "nowhere")],
+        ["experiment-path", "--config", str(tmp / "missing.yaml")],
+        ["tiny-model", "--out", "/proc/apps-hpc-cannot-write-here"],
+        ["train", "--config", str(f["profile"])],
+    ]
+
+
+def test_every_command_with_bad_input_is_one_line_and_exit_2(
+    shared_apps: Path, tmp_path: Path
+) -> None:
+    files = _files(tmp_path, shared_apps)
+    for args in _cases(tmp_path, files):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr[-2000:])
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing_torn(shared_apps: Path, tmp_path: Path) -> None:
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
+    with samples.open("w") as fh:
+        for line in (shared_apps / "train-sample.jsonl").read_text().splitlines()[:30]:
+            row = json.loads(line)
+            codes = [*json.loads(row["solutions"])[:2], "import time\ntime.sleep(0.5)"]
+            rec = {"problem_id": row["problem_id"], "split": "train", "codes": codes}
+            fh.write(json.dumps({**rec, "difficulty": row["difficulty"]}) + "\n")
+    cmd = [sys.executable, "-m", "apps_hpc", "eval", "-q", "--samples", str(samples)]
+    cmd += ["--apps", str(shared_apps / "train-sample.jsonl"), "--out", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or not out.read_text().count("\n")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.splitlines()[-1] == "interrupted" and "Traceback" not in err
+    lines = out.read_text().splitlines(keepends=True)
+    assert 1 <= len(lines) < 30 and all(x.endswith("\n") and json.loads(x) for x in lines)
+    assert not list(tmp_path.glob("*.tmp"))

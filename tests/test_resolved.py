@@ -1,0 +1,78 @@
+"""experiment.yaml is the experiment's resolved config: a stage started with a config
+that differs from it in a key that changes results stops (one line naming the keys),
+unless --force (recorded in manifest.json) or a new experiment name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from apps_hpc.config import find_config, load_experiment, parse_sets
+from apps_hpc.demo import BUNDLED_APPS
+from apps_hpc.resolved import check_resolved
+from tests.helpers import CPU_EXPERIMENT, pipeline_args, run_cli
+
+
+def _exp(tmp_path: Path, shared: Path) -> Path:
+    path = tmp_path / "e.yaml"
+    path.write_text(f"name: x\nroot: {tmp_path}\napps: {shared}\nmodel: m1\n")
+    return path
+
+
+def test_prepare_writes_experiment_yaml_then_a_different_model_stops_train(
+    shared_apps: Path, tmp_path: Path
+) -> None:
+    exp = _exp(tmp_path, shared_apps)
+    assert run_cli("prepare", "--config", str(exp)).returncode == 0
+    resolved = yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())
+    assert resolved["model"] == "m1" and resolved["sample"]["n"] == 10
+    r = run_cli("train", "--config", str(exp), "--set", "model=m2", "--set", "sample.n=4")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "experiment.yaml: this config differs in model ('m1' -> 'm2'), sample.n (10 -> 4)" in (
+        r.stderr
+    )
+    assert "pass --force" in r.stderr and "--set name=NEW" in r.stderr
+    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "m1"
+
+
+def test_force_rewrites_and_is_recorded(shared_apps: Path, tmp_path: Path) -> None:
+    exp = _exp(tmp_path, shared_apps)
+    assert run_cli("prepare", "--config", str(exp)).returncode == 0
+    exp.write_text(exp.read_text().replace("model: m1", "model: m2"))
+    assert run_cli("prepare", "--config", str(exp), "--force").returncode == 0
+    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "m2"
+    forced = json.loads((tmp_path / "x" / "manifest.json").read_text())["forced"]
+    [(_, entry)] = forced.items()
+    assert entry["keys"] == ["model"]
+
+
+def test_keys_that_change_no_result_and_a_new_name_go_on(shared_apps: Path, tmp_path: Path) -> None:
+    exp = load_experiment(_exp(tmp_path, shared_apps))
+    check_resolved(exp)
+    same = load_experiment(_exp(tmp_path, shared_apps), parse_sets(["sample.gpus_per_model=2"]))
+    check_resolved(same)  # no error: how the work is spread changes no result
+    other = load_experiment(_exp(tmp_path, shared_apps), parse_sets(["name=y", "model=m9"]))
+    assert check_resolved(other) == tmp_path / "y" / "experiment.yaml"
+
+
+def test_resubmitting_with_another_model_stops_before_anything_runs(tmp_path: Path) -> None:
+    first = load_experiment(CPU_EXPERIMENT, parse_sets([f"root={tmp_path}", "model=a"]))
+    check_resolved(first)
+    r = run_cli(*pipeline_args(tmp_path, Path("b")), "--cluster", "local")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "differs in model ('a' -> 'b')" in r.stderr
+    assert not (tmp_path / "cpu" / "manifest.json").exists()
+
+
+def test_demo_with_other_apps_after_a_demo_stops(shared_apps: Path, tmp_path: Path) -> None:
+    """`apps-hpc demo --apps ../shared/apps` after `make demo`: not the mini-APPS table."""
+    sets = [f"root={tmp_path}", f"model={tmp_path / 'tiny-model'}", f"apps={BUNDLED_APPS}"]
+    check_resolved(load_experiment(find_config("experiments", "demo"), parse_sets(sets)))
+    (tmp_path / "tiny-model").mkdir()
+    (tmp_path / "tiny-model" / "config.json").write_text("{}")  # the demo's "already built"
+    r = run_cli("demo", "--root", str(tmp_path), "--cluster", "local", "--apps", str(shared_apps))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert f"differs in apps ('{BUNDLED_APPS}' -> '{shared_apps}')" in r.stderr
