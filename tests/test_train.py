@@ -156,7 +156,19 @@ def test_real_llamafactory_train_then_resume(
     report = tmp_path / "cpu" / "report"
     assert (report / "training_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "train_loss" in json.loads((report / "train_results.json").read_text())
-    second = _cli("train", "--config", str(exp), "--set", "train.overrides.max_steps=5")
+    results, log = (
+        (out / "train_results.json").read_bytes(),
+        (out / "trainer_log.jsonl").read_bytes(),
+    )
+    again = _cli("train", "--config", str(exp))  # finished: skipped, nothing rewritten
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"skip train: finished in {out}" in again.stderr and "resuming" not in again.stderr
+    assert (out / "train_results.json").read_bytes() == results
+    assert (out / "trainer_log.jsonl").read_bytes() == log
+    more = ["--set", "train.overrides.max_steps=5"]
+    refused = _cli("train", "--config", str(exp), *more)
+    assert refused.returncode == 2 and "train.overrides.max_steps (3 -> 5)" in refused.stderr
+    second = _cli("train", "--config", str(exp), *more, "--force")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from {out / 'checkpoint-3'}" in second.stderr
     state = json.loads((out / "trainer_state.json").read_text())

@@ -252,3 +252,41 @@ def test_vllm_adapter_matches_the_pinned_api(vllm_wheel: zipfile.ZipFile) -> Non
     assert {"text", "token_ids"} <= _params(
         vllm_wheel, "vllm/outputs.py", "CompletionOutput", "__init__"
     )
+
+
+def test_other_sampling_settings_redo_the_samples(
+    tiny_model_dir: Path, prompts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    _sample(tiny_model_dir, prompts, out)
+    same = _sample(tiny_model_dir, prompts, out)
+    assert "0 problems" in same.stderr and "redone" not in same.stderr
+    other = _sample(tiny_model_dir, prompts, out, "--temperature", "0.9")
+    assert "9 samples made from another prompt, model or sampling settings are redone" in (
+        other.stderr
+    )
+    assert "9 problems, 18 completions" in other.stderr
+    provenances = {x["provenance"] for x in read_jsonl(tmp_path / "s.jsonl")}
+    assert len(provenances) == 9  # one per prompt, all of the new settings
+
+
+def test_out_as_the_merged_file(tiny_model_dir: Path, prompts: Path, tmp_path: Path) -> None:
+    """`--out x.jsonl` is the merged file, its shards in x/ (it crashed with
+    IsADirectoryError after sampling everything)."""
+    r = _sample(tiny_model_dir, prompts, tmp_path / "sft.jsonl")
+    assert r.stdout.strip() == str(tmp_path / "sft.jsonl")
+    assert (tmp_path / "sft" / "shard-00000-of-00001.jsonl").is_file()
+    assert len(read_jsonl(tmp_path / "sft.jsonl")) == 9
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_merge_without_prompts_names_an_incomplete_shard(
+    tiny_model_dir: Path, prompts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    _sample(tiny_model_dir, prompts, out)
+    shard = out / "shard-00000-of-00001.jsonl"
+    shard.write_text("".join(shard.read_text().splitlines(keepends=True)[:4]))
+    r = _cli("merge-samples", str(out), check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"incomplete shard {shard}: 4 of 9 problems" in r.stderr
