@@ -128,8 +128,6 @@ def parse_result(rec: Any, where: tuple[str, int]) -> ResultRecord:
     if not isinstance(rec, dict):
         raise DataError(*where, "<row>", "expected a JSON object")
     n, c = _require(rec, "n", int, where), _require(rec, "c", int, where)
-    if n < 1:
-        raise DataError(*where, "n", f"n={n}: no program was evaluated (expected n >= 1)")
     if not 0 <= c <= n:
         raise DataError(*where, "c", f"c={c} is not between 0 and n={n}")
     known = {f for f in ResultRecord.__dataclass_fields__ if f != "extra"}
