@@ -65,13 +65,15 @@ def _describe(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> str:
     return ", ".join(shown) + more
 
 
-def check_resolved(exp: Experiment, force: bool = False) -> Path:
-    """Write experiment.yaml when absent; else stop when this config differs from it in
-    a key that changes results (unless `force`: rewrite it and record that)."""
+def check_resolved(exp: Experiment, force: bool = False, write: bool = True) -> Path:
+    """Write experiment.yaml when absent (unless `write` is False: compare only); else
+    stop when this config differs from it in a key that changes results (unless `force`:
+    rewrite it and record that)."""
     path = exp.dir / FILE
     new = resolved(exp)
     if not path.exists():
-        _write(exp, path)
+        if write:
+            _write(exp, path)
         return path
     old = _read(path)
     keys = differences(old, new)

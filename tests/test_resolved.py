@@ -17,7 +17,7 @@ from tests.helpers import CPU_EXPERIMENT, pipeline_args, run_cli
 
 def _exp(tmp_path: Path, shared: Path) -> Path:
     path = tmp_path / "e.yaml"
-    path.write_text(f"name: x\nroot: {tmp_path}\napps: {shared}\nmodel: m1\n")
+    path.write_text(f"name: x\nroot: {tmp_path}\napps: {shared}\nmodel: acme/m1\n")
     return path
 
 
@@ -27,22 +27,23 @@ def test_prepare_writes_experiment_yaml_then_a_different_model_stops_train(
     exp = _exp(tmp_path, shared_apps)
     assert run_cli("prepare", "--config", str(exp)).returncode == 0
     resolved = yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())
-    assert resolved["model"] == "m1" and resolved["sample"]["n"] == 10
-    r = run_cli("train", "--config", str(exp), "--set", "model=m2", "--set", "sample.n=4")
+    assert resolved["model"] == "acme/m1" and resolved["sample"]["n"] == 10
+    r = run_cli("train", "--config", str(exp), "--set", "model=acme/m2", "--set", "sample.n=4")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "experiment.yaml: this config differs in model ('m1' -> 'm2'), sample.n (10 -> 4)" in (
-        r.stderr
+    assert (
+        "experiment.yaml: this config differs in model ('acme/m1' -> 'acme/m2'), sample.n (10 -> 4)"
+        in (r.stderr)
     )
     assert "pass --force" in r.stderr and "--set name=NEW" in r.stderr
-    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "m1"
+    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "acme/m1"
 
 
 def test_force_rewrites_and_is_recorded(shared_apps: Path, tmp_path: Path) -> None:
     exp = _exp(tmp_path, shared_apps)
     assert run_cli("prepare", "--config", str(exp)).returncode == 0
-    exp.write_text(exp.read_text().replace("model: m1", "model: m2"))
+    exp.write_text(exp.read_text().replace("model: acme/m1", "model: acme/m2"))
     assert run_cli("prepare", "--config", str(exp), "--force").returncode == 0
-    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "m2"
+    assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "acme/m2"
     forced = json.loads((tmp_path / "x" / "manifest.json").read_text())["forced"]
     [(_, entry)] = forced.items()
     assert entry["keys"] == ["model"]
@@ -58,11 +59,11 @@ def test_keys_that_change_no_result_and_a_new_name_go_on(shared_apps: Path, tmp_
 
 
 def test_resubmitting_with_another_model_stops_before_anything_runs(tmp_path: Path) -> None:
-    first = load_experiment(CPU_EXPERIMENT, parse_sets([f"root={tmp_path}", "model=a"]))
+    first = load_experiment(CPU_EXPERIMENT, parse_sets([f"root={tmp_path}", "model=acme/a"]))
     check_resolved(first)
-    r = run_cli(*pipeline_args(tmp_path, Path("b")), "--cluster", "local")
+    r = run_cli(*pipeline_args(tmp_path, Path("acme/b")), "--cluster", "local")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "differs in model ('a' -> 'b')" in r.stderr
+    assert "differs in model ('acme/a' -> 'acme/b')" in r.stderr
     assert not (tmp_path / "cpu" / "manifest.json").exists()
 
 

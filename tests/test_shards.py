@@ -60,7 +60,8 @@ def test_merge_samples_joins_complete_shards(samples_folder: Path) -> None:
 def test_merge_samples_refuses_a_problem_twice(samples_folder: Path) -> None:
     second = samples_folder / "shard-00001-of-00002.jsonl"
     _lines(second, [_sample(2), _sample(3)])
-    r = run_cli("merge-samples", str(samples_folder))
+    prompts = samples_folder.parents[1] / "prompts.jsonl"
+    r = run_cli("merge-samples", str(samples_folder), "--prompts", str(prompts))
     _one_error_line(r, str(second), "problem test/3 appears twice")
     assert not samples_folder.with_suffix(".jsonl").exists()
 
@@ -68,7 +69,9 @@ def test_merge_samples_refuses_a_problem_twice(samples_folder: Path) -> None:
 def test_merge_samples_refuses_a_problem_twice_in_one_shard(samples_folder: Path) -> None:
     second = samples_folder / "shard-00001-of-00002.jsonl"
     _lines(second, [_sample(2), _sample(2)])
-    _one_error_line(run_cli("merge-samples", str(samples_folder)), str(second), "test/2")
+    prompts = samples_folder.parents[1] / "prompts.jsonl"
+    r = run_cli("merge-samples", str(samples_folder), "--prompts", str(prompts))
+    _one_error_line(r, str(second), "test/2")
 
 
 def test_merge_samples_refuses_a_problem_not_in_the_prompts(samples_folder: Path) -> None:

@@ -102,6 +102,8 @@ def submit_pipeline(
     steps = pipeline(exp, shards, eval_shards)
 
     def checks() -> list[Check]:
+        if not dry_run:
+            check_resolved(exp, force, write=False)  # a changed config stops us first
         found = preflight.pipeline_checks(exp, profile)
         if not dry_run and not any(c.status == "fail" for c in found):
             check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way

@@ -299,9 +299,9 @@ def sample(cfg: SampleConfig) -> Path:
     Returns the merged samples file, or the shard folder while shards are missing."""
     if cfg.merged == cfg.out or cfg.merged.is_dir():
         raise AppsHpcError(f"{cfg.out}: the shard folder and the merged file would clash")
-    read_prompts(cfg.prompts)  # an empty or missing prompts file stops before any work
     # The model folder, or a hub id's fetched snapshot (offline): checked before anything.
     cfg = replace(cfg, model=str(hub.local(cfg.model, hub.MODEL)))
+    read_prompts(cfg.prompts)  # an empty or missing prompts file stops before any work
     cfg.out.mkdir(parents=True, exist_ok=True)
     _write_sampling(cfg)
     if cfg.gpus == "all" and cfg.shard is None and array_task() is None:
