@@ -65,6 +65,10 @@ KERNEL_SETTINGS = (
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _own_pidns: list[int] = []  # the worker's PID namespace, to return to after each fork
+# Kept paths that live under /tmp (a checkout or venv in /tmp): the private /tmp would
+# hide them, so they are bound read-only under KEEP and bound back into every fresh /tmp.
+KEEP = "/.keep"
+_tmp_paths: list[str] = []
 
 
 class IsolationError(OSError):
@@ -211,6 +215,16 @@ def _populate_dev(old: str, new: str) -> None:
     _mount(None, dev, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def bind_tmp_paths(root: str, proc: str) -> None:
+    """Bind the kept paths that live under /tmp back into `root`/tmp (read-only)."""
+    for path in _tmp_paths:
+        _bind_read_only(root + KEEP + path, root + path, proc)
+
+
 def _populate(old: str, new: str, paths: list[str]) -> None:
     for path in SYSTEM_PATHS:
         if os.path.islink(old + path):
@@ -219,12 +233,16 @@ def _populate(old: str, new: str, paths: list[str]) -> None:
             _bind_read_only(old + path, new + path, f"{old}/proc")
     for path in covering([*paths, *ETC_FILES]):
         if os.path.exists(old + path) and not path.startswith(SYSTEM_PATHS):
-            _bind_read_only(old + path, new + path, f"{old}/proc")
+            target = new + KEEP + path if _under_tmp(path) else new + path
+            _bind_read_only(old + path, target, f"{old}/proc")
+            if _under_tmp(path):
+                _tmp_paths.append(path)
     _populate_dev(old, new)
     for name in ("tmp", "proc", ".old"):
         os.mkdir(f"{new}/{name}", 0o755)
     _mount("tmpfs", f"{new}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
     _mount("proc", f"{new}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    bind_tmp_paths(new, f"{old}/proc")
 
 
 def build_root(paths: list[str]) -> None:
@@ -351,6 +369,7 @@ def enter_program(scratch: str, owner: tuple[int, int] | None, tmp_mb: int) -> N
     options = f"mode=1777,size={tmp_mb}m,nr_inodes=4096"
     for where in ("/tmp", "/dev/shm"):
         _mount("tmpfs", where, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    bind_tmp_paths("", "/proc")  # a checkout or venv under /tmp stays visible
     os.makedirs(scratch, mode=0o700)
     if owner is not None:
         os.chown(scratch, *owner)

@@ -321,3 +321,31 @@ def test_refused_namespaces_fall_back_with_one_warning(tmp_path: Path) -> None:
         timeout=120,
     )
     assert strict.returncode != 0 and "failed to start (isolation namespaces)" in strict.stderr
+
+
+def test_a_checkout_under_tmp_keeps_its_isolation(tmp_path: Path) -> None:
+    """CI may clone the repository (and its venv) under /tmp, which every program gets a
+    fresh tmpfs on: the kept paths there are bound back, read-only, so namespaces hold."""
+    assert str(tmp_path).startswith("/tmp/")
+    shutil.copytree(REPO / "apps_hpc", tmp_path / "apps_hpc")
+    script = (
+        "from apps_hpc.evaluate.pool import EvalPool, PoolOptions, Job\n"
+        "from apps_hpc.evaluate.harness import TestSpec\n"
+        "code = 'import heapq, os\\nprint(int(input()) + 1)\\nprint(os.listdir(\"/tmp\"))'\n"
+        "import json\n"
+        "with EvalPool(PoolOptions(workers=1, isolation='namespaces')) as pool:\n"
+        "    job = Job(key=('t', 1), code=code, spec=TestSpec(None, ['1\\n'], ['2\\n']))\n"
+        "    [(_, r)] = list(pool.run([job]))\n"
+        "    print(json.dumps([pool.isolation, r.verdict.value, r.failure['got']]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    isolation, verdict, got = json.loads(out.stdout.splitlines()[-1])
+    assert isolation.startswith("namespaces"), out.stderr
+    # the program ran (its imports worked) and saw a fresh /tmp with the checkout bound in
+    printed, listing = got.splitlines()
+    assert (verdict, printed) == ("wrong_answer", "2")
+    assert f"'{tmp_path.parts[2]}'" in listing and "sandbox" in listing
