@@ -95,6 +95,7 @@ class WorkerProcess:
         self.network = self.user = self.isolation = ""
         self.mode = "none" if options.isolation == "none" else "namespaces"
         self.restarts = 0
+        self.judged: list[Judged] = []  # the records of the program being run
 
     def start(self) -> None:
         hello = self._launch()
@@ -162,7 +163,7 @@ class WorkerProcess:
         """Judge each record as it comes; tell the worker to stop the child at the first
         failure (unless all_tests). The worker's last message is the Run."""
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
-        self.judged: list[Judged] = []
+        self.judged = []
         call_based, stopped = job.spec.fn_name is not None, False
         while True:
             message = recv(self.proc.stdout)

@@ -109,13 +109,13 @@ def _encode_subclass(value: Any, depth: int) -> Any:
 
 
 def _encode_numpy_scalar(value: np.generic, depth: int) -> Any:
-    if value.dtype.kind not in "biufcUS?":
+    if value.dtype.kind not in "biufcU":
         return {"t": "opaque", "v": type(value).__name__}
     return {"t": "np", "d": value.dtype.str, "v": encode(value.item(), depth + 1)}
 
 
 def _encode_array(value: np.ndarray, depth: int) -> Any:
-    if value.dtype.kind not in "biufcUS?":
+    if value.dtype.kind not in "biufcU":
         return {"t": "opaque", "v": "ndarray"}
     return {
         "t": "ndarray",

@@ -101,6 +101,8 @@ def test_subclasses_travel_as_their_data_and_objects_as_opaque() -> None:
     opaque = _through_the_wire(Thing())
     assert isinstance(opaque, wire.Opaque) and repr(opaque) == "<Thing object>"
     assert not call_output_matches(opaque, [1])
+    for value in (np.array([b"a"]), np.array([1, "a"], dtype=object), np.datetime64(1, "D")):
+        assert isinstance(_through_the_wire(value), wire.Opaque)
 
 
 @pytest.mark.parametrize(
