@@ -43,6 +43,7 @@ from apps_hpc.evaluate.harness import (
 from apps_hpc.evaluate.semantics import HEADER_MODULES
 
 CACHE_SIZE = 4
+_ESCAPED = 70  # the child's exit status when the program's run did not end normally
 _FRAME = struct.Struct("<Q")
 
 
@@ -88,7 +89,7 @@ class Run:
 
 def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) -> None:
     """Runs in the forked child: never returns. Exit 0 once every record is written."""
-    status = 70
+    status = _ESCAPED
     try:
         limits: sandbox.Limits = cfg["limits"]
         sandbox.enter(scratch, fd, limits, cfg["identity"])
@@ -270,6 +271,8 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
 def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    if os.WEXITSTATUS(status) == _ESCAPED:
+        return f"exit {_ESCAPED}: a BaseException (e.g. SystemExit) left the test"
     return f"exit {os.WEXITSTATUS(status)}"
 
 
