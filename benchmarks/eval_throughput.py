@@ -79,15 +79,20 @@ memory = job["memory_mb"] * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 import random
 import numpy as np
-from apps_hpc.evaluate.harness import TestSpec, Timer, reliability_guard, run_program
+from apps_hpc.evaluate import wire
+from apps_hpc.evaluate.harness import Probe, Timer, reliability_guard, run_program
+from apps_hpc.evaluate.semantics import judge
 random.seed(0)
 np.random.seed(0)
-spec = TestSpec(job["fn_name"], [job["input"]], [job["output"]])
+probe = Probe(job["fn_name"], [job["input"]])
 timer = Timer(job["timeout"], job["wall_factor"])
 out = sys.stdout
 reliability_guard()
-outcomes = run_program(job["code"], spec, timer, job["output_cap"], False).outcomes
-out.write("\\n{MARKER}" + outcomes[0].value + "\\n")
+records = []
+run_program(job["code"], probe, timer, job["output_cap"], lambda i, r: records.append(r), False)
+payload = wire.frame(0, records[0])[wire.FRAME.size :]
+outcome = judge(payload, job["output"], job["fn_name"] is not None).outcome
+out.write("\\n{MARKER}" + outcome.value + "\\n")
 out.flush()
 """
 

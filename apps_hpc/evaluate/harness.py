@@ -8,8 +8,10 @@ count CPU time (`ITIMER_PROF`), with a wall-clock backstop (`ITIMER_REAL`, `wall
 times longer) for programs that sleep or block, so a verdict does not depend on machine
 load.
 
-It does not protect verdict integrity against a program written to game the harness
-(it runs in the same interpreter, as in the reference); the sandbox protects the host.
+It never decides a verdict: the child holds the tests' inputs only, and `emit` sends
+one record per test (what the program printed or returned, or its error: `wire.py`) to
+the evaluator, which compares it with the expected output outside this process. It
+stops by itself only at an error (the evaluator stops it at a wrong answer).
 """
 
 from __future__ import annotations
@@ -20,31 +22,41 @@ import signal
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from unittest.mock import mock_open
 
+from apps_hpc.evaluate import wire
 from apps_hpc.evaluate.semantics import (
     DETAIL_CHARS,
-    Outcome,
-    call_output_matches,
-    failure_detail,
-    fix_expected,
     fix_inputs,
     join_lines,
     module_source,
-    stdin_output_matches,
     uses_solution_class,
 )
 
 
 @dataclass(frozen=True)
+class Probe:
+    """What the child gets of a problem: the method name (None = standard input) and
+    the tests' inputs. Never the expected outputs."""
+
+    fn_name: str | None
+    inputs: list[Any]
+
+
+@dataclass(frozen=True)
 class TestSpec:
-    """What the child needs of a problem: the method name (None = standard input)."""
+    """A problem's tests, kept by the evaluator: the method name and inputs and outputs."""
 
     fn_name: str | None
     inputs: list[Any]
     outputs: list[Any]
+
+    def probe(self) -> Probe:
+        """What the child may see: the inputs of the tests that have an output."""
+        return Probe(self.fn_name, list(self.inputs[: len(self.outputs)]))
 
 
 class TimeoutException(Exception):
@@ -99,12 +111,11 @@ class CappedStringIO(io.StringIO):
         return super().write(s)
 
 
-class Capture(list):
-    """sys.stdout replaced by a StringIO for one test; the lines land in self."""
+class Capture:
+    """sys.stdout replaced by a StringIO for one test; what was printed lands in value."""
 
     def __init__(self, cap: int) -> None:
-        super().__init__()
-        self.cap, self.overflowed = cap, False
+        self.cap, self.overflowed, self.value = cap, False, ""
 
     def __enter__(self) -> Capture:
         self._saved = sys.stdout
@@ -116,9 +127,7 @@ class Capture(list):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        value = self._buf.getvalue()
-        self.text = value[: DETAIL_CHARS + 1]  # enough for a failure's "got"
-        self.extend(value.splitlines())
+        self.value = self._buf.getvalue()
         self.overflowed = self._buf.overflowed
         vars(self._buf).pop("close", None)  # its real close, so freeing it cannot raise
         del self._buf
@@ -167,16 +176,6 @@ def _call_with_stdin(method: Any, inputs: str) -> None:
                 delattr(original, name)
 
 
-@dataclass(frozen=True)
-class CaseRun:
-    """What one test gave: its outcome, what the program produced (stdout text, or the
-    returned value; None when nothing came back) and the error's last line."""
-
-    outcome: Outcome
-    got: Any = None
-    error: str | None = None
-
-
 def last_line(exc: BaseException) -> str:
     """The exception's last line, as a traceback ends; "timeout" for the timer."""
     if isinstance(exc, TimeoutException):
@@ -185,8 +184,13 @@ def last_line(exc: BaseException) -> str:
     return lines[-1].strip() if lines else type(exc).__name__
 
 
-def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int) -> CaseRun:
-    inputs, expected = join_lines(inputs), join_lines(expected)
+def _error_record(exc: BaseException, got: str | None) -> dict[str, Any]:
+    outcome = "timeout" if isinstance(exc, TimeoutException) else "runtime_error"
+    return {"kind": "error", "outcome": outcome, "error": last_line(exc), "got": got}
+
+
+def _stdin_test(method: Any, inputs: Any, timer: Timer, cap: int) -> dict[str, Any]:
+    inputs = join_lines(inputs)
     error: BaseException | None = None
     with Capture(cap) as output:
         timer.arm()
@@ -197,28 +201,29 @@ def _stdin_test(method: Any, inputs: Any, expected: Any, timer: Timer, cap: int)
             timer.disarm()
             error = exc
     if error is not None:
-        return CaseRun(_error_outcome(error), output.text, last_line(error))
+        return _error_record(error, output.value[: DETAIL_CHARS + 1])
     if output.overflowed:
-        return CaseRun(Outcome.RUNTIME_ERROR, output.text, f"more than {cap} characters of output")
-    if stdin_output_matches(list(output), expected):
-        return CaseRun(Outcome.PASS)
-    return CaseRun(Outcome.WRONG_ANSWER, output.text)
+        got = output.value[: DETAIL_CHARS + 1]
+        error_line = f"more than {cap} characters of output"
+        return {"kind": "error", "outcome": "runtime_error", "error": error_line, "got": got}
+    return {"kind": "out", "text": output.value}
 
 
-def _error_outcome(exc: BaseException) -> Outcome:
-    return Outcome.TIMEOUT if isinstance(exc, TimeoutException) else Outcome.RUNTIME_ERROR
-
-
-def _call_test(method: Any, inputs: Any, expected: Any, timer: Timer) -> CaseRun:
+def _call_test(method: Any, inputs: Any, timer: Timer) -> dict[str, Any]:
+    """Call the method; its return value, encoded as plain data inside the timer (an
+    encoding that runs the program's code, e.g. a list subclass, is bounded too)."""
     timer.arm()
     try:
         output = method(*inputs)
-        ok = call_output_matches(output, expected)
+        try:
+            value = wire.encode(output)
+        except (wire.WireError, RecursionError):
+            value = {"t": "opaque", "v": type(output).__name__}
         timer.disarm()
     except Exception as exc:
         timer.disarm()
-        return CaseRun(_error_outcome(exc), None, last_line(exc))
-    return CaseRun(Outcome.PASS) if ok else CaseRun(Outcome.WRONG_ANSWER, output)
+        return _error_record(exc, None)
+    return {"kind": "ret", "value": value}
 
 
 def _as_module(namespace: dict[str, Any]) -> types.ModuleType:
@@ -253,45 +258,31 @@ def load_module(code: str, call_based: bool, timer: Timer) -> Any:
     return target
 
 
-@dataclass(frozen=True)
-class ProgramRun:
-    """A program's outcomes, test by test, and why it failed (None if it passed)."""
-
-    outcomes: list[Outcome]
-    failure: dict[str, Any] | None
+Emit = Callable[[int, dict[str, Any]], None]
 
 
 def run_program(
-    code: str, spec: TestSpec, timer: Timer, output_cap: int, all_tests: bool
-) -> ProgramRun:
-    """Every test of one program, in order; stops at the first failure unless all_tests."""
-    call_based = spec.fn_name is not None
+    code: str, probe: Probe, timer: Timer, output_cap: int, emit: Emit, all_tests: bool
+) -> int:
+    """Every test of one program, in order, each record handed to `emit` (with the
+    count of wall-clock timeouts so far); stops at the first error unless all_tests.
+    Returns how many records it emitted."""
+    call_based = probe.fn_name is not None
     try:
         target = load_module(code, call_based, timer)
-        method = getattr(target, spec.fn_name if call_based else "code")
+        method = getattr(target, probe.fn_name if call_based else "code")
     except Exception as exc:
-        return ProgramRun([Outcome.COMPILE_ERROR], _failure(spec, 0, None, last_line(exc)))
-    outcomes: list[Outcome] = []
-    failure = None
-    for index, (inputs, expected) in enumerate(zip(spec.inputs, spec.outputs, strict=False)):
-        inputs, expected = fix_inputs(inputs), fix_expected(expected)
+        emit(0, {"kind": "compile", "error": last_line(exc), "walls": WALL_TIMEOUTS[0]})
+        return 1
+    for index, inputs in enumerate(probe.inputs):
         if call_based:
-            run = _call_test(method, inputs, expected, timer)
+            record = _call_test(method, fix_inputs(inputs), timer)
         else:
-            run = _stdin_test(method, inputs, expected, timer, output_cap)
-        outcomes.append(run.outcome)
-        if run.outcome is not Outcome.PASS:
-            failure = failure or _failure(spec, index, run.got, run.error)
-            if not all_tests:
-                break
-    return ProgramRun(outcomes, failure)
-
-
-def _failure(spec: TestSpec, index: int, got: Any, error: str | None) -> dict[str, Any]:
-    if not spec.inputs:
-        return {"test": index, "input": None, "expected": None, "got": None, "error": error}
-    call_based = spec.fn_name is not None
-    return failure_detail(index, spec.inputs[index], spec.outputs[index], call_based, got, error)
+            record = _stdin_test(method, inputs, timer, output_cap)
+        emit(index, record | {"walls": WALL_TIMEOUTS[0]})
+        if record["kind"] == "error" and not all_tests:
+            return index + 1
+    return len(probe.inputs)
 
 
 def lift_int_digits_limit() -> None:

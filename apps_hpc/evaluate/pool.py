@@ -1,5 +1,10 @@
 """The evaluator's side of the warm workers: start them, feed them programs, restart
-one that died (a program may kill it), and turn each child's run into a verdict."""
+one that died (a program may kill it), and turn each child's records into a verdict.
+
+The expected outputs stay here, in the evaluator's process: a worker gets a problem's
+inputs only (`TestSpec.probe`). Each record the child sends (what a test printed or
+returned) is compared here as it arrives (`semantics.judge`); at the first failure the
+worker is told to stop the child, unless every test is wanted (`all_tests`)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,15 @@ from typing import Any
 
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.sandbox import Limits
-from apps_hpc.evaluate.semantics import Outcome, collapse, failure_detail
+from apps_hpc.evaluate.semantics import (
+    Judged,
+    Outcome,
+    clean_failure,
+    collapse,
+    failure_detail,
+    judge,
+    truncate,
+)
 from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
 from apps_hpc.records import Verdict
 
@@ -43,6 +56,7 @@ class ProgramResult:
     wall_s: float
     detail: str = ""
     failure: dict[str, Any] | None = None  # the first failing test (records' "failures")
+    wall_decided: bool = False  # a timeout the wall clock decided (machine load)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class WorkerProcess:
         self.network = self.user = self.isolation = ""
         self.mode = "none" if options.isolation == "none" else "namespaces"
         self.restarts = 0
+        self.judged: list[Judged] = []  # the records of the program being run
 
     def start(self) -> None:
         hello = self._launch()
@@ -135,16 +150,34 @@ class WorkerProcess:
                 self.proc.stdin,
                 {
                     "key": job.key,
-                    "spec": job.spec if fresh else None,
+                    "probe": job.spec.probe() if fresh else None,
                     "code": job.code,
                     "options": options,
                 },
             )
-            return recv(self.proc.stdout)
+            return self._receive(job)
         except (BrokenPipeError, OSError):
             return None
 
-    def run(self, job: Job) -> Run:
+    def _receive(self, job: Job) -> Run | None:
+        """Judge each record as it comes; tell the worker to stop the child at the first
+        failure (unless all_tests). The worker's last message is the Run."""
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.judged = []
+        call_based, stopped = job.spec.fn_name is not None, False
+        while True:
+            message = recv(self.proc.stdout)
+            if not isinstance(message, tuple):
+                return message if isinstance(message, Run) else None
+            _, index, payload = message
+            outputs = job.spec.outputs
+            judged = judge(payload, outputs[index] if index < len(outputs) else None, call_based)
+            self.judged.append(judged)
+            if judged.outcome is not Outcome.PASS and not stopped and not self.options.all_tests:
+                send(self.proc.stdin, "stop")
+                stopped = True
+
+    def run(self, job: Job) -> tuple[Run, list[Judged]]:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         run = self._send_job(job)
@@ -152,8 +185,8 @@ class WorkerProcess:
             self.close()
             self.restarts += 1
             self.start()
-            return Run("crashed", [], 0.0, 0.0, 0, detail="the program killed its worker")
-        return run
+            return Run("crashed", 0, 0.0, 0.0, 0, detail="the program killed its worker"), []
+        return run, self.judged
 
     def close(self) -> None:
         if self.proc is None:
@@ -187,20 +220,53 @@ def fallback_warning(error: str, hello: dict[str, Any]) -> str:
     )
 
 
-def to_result(run: Run, spec: TestSpec) -> ProgramResult:
-    """A child's run -> the verdict, the reference's per-test list and the failure."""
+def to_result(run: Run, judged: list[Judged], spec: TestSpec, all_tests: bool) -> ProgramResult:
+    """A child's run and its judged records -> the verdict, the reference's per-test
+    list and the failure. The first failure decides, wherever the child was stopped
+    after it; with all_tests, or with no failure, every test must have a record from a
+    child that exited normally, else the program as a whole failed (every test -1)."""
+    first = next((i for i, j in enumerate(judged) if j.outcome is not Outcome.PASS), None)
+    complete = run.status == "ok" and len(judged) == len(spec.probe().inputs)
+    compiled = first is None or judged[first].outcome is not Outcome.COMPILE_ERROR
+    if first is not None and (not all_tests or not compiled):
+        judged = judged[: first + 1]
+    elif not complete:
+        return _no_answer(run, spec)
+    outcomes = [j.outcome for j in judged]
+    verdict = Verdict(collapse(outcomes).value)
+    tests = [o.reference_code() for o in outcomes]
+    failure = None
+    if first is not None:
+        failure = _failure(spec, first, judged[first])
+    walls = judged[first].walls if first is not None else 0
+    wall_decided = verdict is Verdict.TIMEOUT and walls > 0
+    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, "", failure, wall_decided)
+
+
+def _failure(spec: TestSpec, index: int, judged: Judged) -> dict[str, Any] | None:
+    if not spec.inputs:
+        error = truncate(judged.error)
+        return {"test": index, "input": None, "expected": None, "got": None, "error": error}
+    fn = spec.fn_name is not None
+    got, error = judged.got, judged.error
+    return clean_failure(
+        failure_detail(index, spec.inputs[index], spec.outputs[index], fn, got, error)
+    )
+
+
+def _no_answer(run: Run, spec: TestSpec) -> ProgramResult:
+    """No verdict from the records (the child crashed, ran out of time, exited before
+    its last test): the reference marks every test -1."""
+    crashed = run.status in ("crashed", "ok", "stopped")
+    verdict = Verdict.RUNTIME_ERROR if crashed else Verdict.TIMEOUT
+    detail = run.detail or "crashed"
     if run.status == "ok":
-        outcomes = [Outcome(v) for v in run.outcomes]
-        verdict = Verdict(collapse(outcomes).value)
-        tests = [o.reference_code() for o in outcomes]
-        failure = run.failure if verdict is not Verdict.PASS else None
-    else:  # no answer came back: the reference marks every test -1
-        verdict = Verdict.RUNTIME_ERROR if run.status == "crashed" else Verdict.TIMEOUT
-        tests = [-1] * len(spec.inputs)
-        error = "timeout" if verdict is Verdict.TIMEOUT else run.detail or "crashed"
-        failure = _budget_failure(spec, error)
-    detail = run.detail if run.status != "ok" else ""
-    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail, failure)
+        detail = f"the program exited before its last test ({run.detail})"
+    error = "timeout" if verdict is Verdict.TIMEOUT else detail
+    tests: list[bool | int] = [-1] * len(spec.inputs)
+    failure = _budget_failure(spec, error)
+    wall = run.status == "wall_limit"
+    return ProgramResult(verdict, tests, 1, run.cpu_s, run.wall_s, detail, failure, wall)
 
 
 def _budget_failure(spec: TestSpec, error: str) -> dict[str, Any]:
@@ -211,12 +277,10 @@ def _budget_failure(spec: TestSpec, error: str) -> dict[str, Any]:
     return failure_detail(0, spec.inputs[0], spec.outputs[0], fn, None, error)
 
 
-def needs_recheck(run: Run, result: ProgramResult) -> bool:
+def needs_recheck(result: ProgramResult) -> bool:
     """A timeout decided by the wall clock may be the machine's load, not the program:
     run it again. CPU-time limits do not depend on load and are recorded at once."""
-    return result.verdict is Verdict.TIMEOUT and (
-        run.status == "wall_limit" or run.wall_timeouts > 0
-    )
+    return result.verdict is Verdict.TIMEOUT and result.wall_decided
 
 
 class EvalPool:
@@ -254,10 +318,10 @@ class EvalPool:
     def _evaluate(self, job: Job) -> ProgramResult:
         worker = self._idle.get()
         try:
-            run = worker.run(job)
-            result = to_result(run, job.spec)
-            if self.options.recheck_timeouts and needs_recheck(run, result):
-                result = replace(to_result(worker.run(job), job.spec), runs=2)
+            all_tests = self.options.all_tests
+            result = to_result(*worker.run(job), job.spec, all_tests)
+            if self.options.recheck_timeouts and needs_recheck(result):
+                result = replace(to_result(*worker.run(job), job.spec, all_tests), runs=2)
             return result
         finally:
             self._idle.put(worker)

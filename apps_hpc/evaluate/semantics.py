@@ -9,10 +9,14 @@ this module runs a program: `harness.py` does, inside the sandboxed child.
 from __future__ import annotations
 
 import json
+import traceback
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import numpy as np
+
+from apps_hpc.evaluate import wire
 
 # The reference prepends exactly these statements, one per line, in this order.
 HEADER = (
@@ -228,6 +232,71 @@ def stdin_output_matches(out: list[str], expected: str) -> bool:
     except Exception:
         pass
     return ok
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One test's outcome, decided outside the program's process from its record: what
+    the program produced (`got`: text, or the returned value) and the error's last line;
+    `walls`: wall-clock timeouts in the child so far."""
+
+    outcome: Outcome
+    got: Any = None
+    error: str | None = None
+    walls: int = 0
+
+
+def judge(payload: bytes, expected: Any, call_based: bool) -> Judged:
+    """A child's record for one test, against the expected output, with the reference's
+    rules. A record that is not one the harness writes is a runtime error."""
+    try:
+        record = wire.read_record(payload)
+        walls = record.get("walls", 0)
+        walls = walls if isinstance(walls, int) and not isinstance(walls, bool) else 0
+        return _judge(record, fix_expected(expected), call_based, walls)
+    except wire.WireError as exc:
+        return Judged(Outcome.RUNTIME_ERROR, None, f"result channel: {exc}")
+
+
+def _text(record: dict[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is not None and not isinstance(value, str):
+        raise wire.WireError(f"{name} is not text")
+    return value
+
+
+def _judge(record: dict[str, Any], expected: Any, call_based: bool, walls: int) -> Judged:
+    kind = record["kind"]
+    if kind == "compile":
+        return Judged(Outcome.COMPILE_ERROR, None, _text(record, "error"), walls)
+    if kind == "error":
+        outcome = Outcome.TIMEOUT if record.get("outcome") == "timeout" else Outcome.RUNTIME_ERROR
+        return Judged(outcome, _text(record, "got"), _text(record, "error"), walls)
+    if kind == "out" and not call_based:
+        text = _text(record, "text") or ""
+        ok = stdin_output_matches(text.splitlines(), join_lines(expected))
+        return Judged(
+            Outcome.PASS if ok else Outcome.WRONG_ANSWER, text[: DETAIL_CHARS + 1], None, walls
+        )
+    if kind == "ret" and call_based:
+        return _judge_value(wire.decode(record.get("value")), expected, walls)
+    raise wire.WireError(
+        f"a {kind!r} record for a {'call-based' if call_based else 'standard-input'} test"
+    )
+
+
+def _judge_value(value: Any, expected: Any, walls: int) -> Judged:
+    """The reference compares inside its try: an exception there is a runtime error."""
+    try:
+        ok = call_output_matches(value, expected)
+    except Exception as exc:
+        line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Judged(Outcome.RUNTIME_ERROR, None, line, walls)
+    return (
+        Judged(Outcome.PASS, None, None, walls)
+        if ok
+        else Judged(Outcome.WRONG_ANSWER, value, None, walls)
+    )
 
 
 def collapse(outcomes: list[Outcome]) -> Outcome:

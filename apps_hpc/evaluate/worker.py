@@ -5,15 +5,19 @@ subreaper, then for each program it is sent forks a child that enters the sandbo
 runs every test (`harness.run_program`). It never runs a program itself.
 
 Protocol (pipes from the trusted evaluator): length-prefixed pickles on the original
-stdin/stdout. The child answers on a pipe of its own with JSON, never pickle: what an
-untrusted process writes is parsed as data only.
+stdin/stdout. A job holds the program, its problem's `Probe` (the inputs, never the
+expected outputs: the child is forked from this process and could read its memory) and
+options. The child writes one framed JSON record per test on a pipe of its own (never
+pickle: what an untrusted process writes is parsed as data only); the worker checks the
+framing and relays each record at once as ("record", index, bytes); the evaluator
+compares it and may answer "stop" (a wrong answer: the reference stops there); the
+worker then kills the child. Last comes the `Run`.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-import json
 import os
 import pickle
 import select
@@ -23,23 +27,23 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from apps_hpc.evaluate import sandbox
+from apps_hpc.evaluate import sandbox, wire
 from apps_hpc.evaluate.harness import (
-    WALL_TIMEOUTS,
-    TestSpec,
+    Probe,
     Timer,
     lift_int_digits_limit,
     reliability_guard,
     run_program,
 )
-from apps_hpc.evaluate.semantics import HEADER_MODULES, Outcome, clean_failure
+from apps_hpc.evaluate.semantics import HEADER_MODULES
 
-MAX_PAYLOAD = 4 * 1024 * 1024
 CACHE_SIZE = 4
+_ESCAPED = 70  # the child's exit status when the program's run did not end normally
 _FRAME = struct.Struct("<Q")
 
 
@@ -49,12 +53,23 @@ def send(stream: BinaryIO, obj: Any) -> None:
     stream.flush()
 
 
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    """`size` bytes, fewer only at end of file (an unbuffered stream returns less)."""
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def recv(stream: BinaryIO) -> Any:
-    head = stream.read(_FRAME.size)
+    head = _read_exact(stream, _FRAME.size)
     if len(head) < _FRAME.size:
         return None
     (size,) = _FRAME.unpack(head)
-    data = stream.read(size)
+    data = _read_exact(stream, size)
     if len(data) < size:
         return None
     return pickle.loads(data)
@@ -62,21 +77,19 @@ def recv(stream: BinaryIO) -> Any:
 
 @dataclass(frozen=True)
 class Run:
-    """What happened to one program in its child."""
+    """What happened to one program's child (its records went to the evaluator first)."""
 
-    status: str  # ok | cpu_limit | wall_limit | crashed
-    outcomes: list[str]
+    status: str  # ok | cpu_limit | wall_limit | crashed | stopped (by the evaluator)
+    records: int  # how many well-formed records the child sent
     cpu_s: float
     wall_s: float
     strays: int
     detail: str = ""
-    wall_timeouts: int = 0  # timeouts decided by the wall clock, not CPU time
-    failure: dict[str, Any] | None = None  # the child's account of its first failing test
 
 
-def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int) -> None:
-    """Runs in the forked child: never returns."""
-    status = 70
+def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) -> None:
+    """Runs in the forked child: never returns. Exit 0 once every record is written."""
+    status = _ESCAPED
     try:
         limits: sandbox.Limits = cfg["limits"]
         sandbox.enter(scratch, fd, limits, cfg["identity"])
@@ -84,18 +97,30 @@ def _child(code: str, spec: TestSpec, cfg: dict[str, Any], scratch: str, fd: int
         lift_int_digits_limit()
         timer = Timer(limits.test_timeout_s, limits.wall_factor)
         reliability_guard()
-        run = run_program(code, spec, timer, limits.output_cap, cfg["all_tests"])
-        answer = {
-            "outcomes": [o.value for o in run.outcomes],
-            "failure": run.failure,
-            "wall_timeouts": WALL_TIMEOUTS[0],
-        }
-        os.write(fd, json.dumps(answer).encode())
+        emit = _emitter(fd, record_cap(limits))
+        run_program(code, probe, timer, limits.output_cap, emit, cfg["all_tests"])
         status = 0
-    except BaseException as exc:  # e.g. SystemExit from a call-based program
-        os.write(fd, json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
-    finally:
+    finally:  # e.g. SystemExit from a call-based program: no more records, exit 70
         os._exit(status)
+
+
+def record_cap(limits: sandbox.Limits) -> int:
+    """The largest record, in bytes: the output cap in UTF-8, with room for escapes."""
+    return 2 * limits.output_cap + 4096
+
+
+def _emitter(fd: int, cap: int) -> Callable[[int, dict[str, Any]], None]:
+    def emit(index: int, record: dict[str, Any]) -> None:
+        data = wire.frame(index, record)
+        if len(data) > cap:
+            error = f"more than {cap} bytes of output to send"
+            too_big = {"kind": "error", "outcome": "runtime_error", "error": error}
+            data = wire.frame(index, too_big | {"got": None, "walls": record["walls"]})
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return emit
 
 
 def _seed_rngs() -> None:
@@ -108,56 +133,105 @@ def _seed_rngs() -> None:
     np.random.seed(0)
 
 
-def _read_chunk(fd: int, chunks: list[bytes]) -> bool:
-    """Read what is there; False at end of file. Beyond MAX_PAYLOAD data is dropped."""
+class Relay:
+    """Cuts the child's byte stream into records and passes each to the evaluator as it
+    arrives; anything that is not the next record in turn (a frame out of sequence, one
+    too many, too large) is a violation: the child is stopped, the program failed."""
+
+    def __init__(self, tests: int, cap: int, out: BinaryIO) -> None:
+        self.tests, self.cap, self.out = max(tests, 1), cap, out
+        self.buffer, self.records, self.violation = bytearray(), 0, ""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while not self.violation and len(self.buffer) >= wire.FRAME.size:
+            index, size = wire.FRAME.unpack_from(self.buffer)
+            if index != self.records or self.records >= self.tests or size > self.cap:
+                self.violation = "the program wrote into the result channel"
+                self.buffer.clear()
+                return
+            end = wire.FRAME.size + size
+            if len(self.buffer) < end:
+                return
+            send(self.out, ("record", index, bytes(self.buffer[wire.FRAME.size : end])))
+            del self.buffer[:end]
+            self.records += 1
+
+
+@dataclass
+class Watch:
+    """What the worker saw while a child ran."""
+
+    timed_out: bool = False
+    stopped: bool = False
+
+
+def _read_chunk(fd: int, relay: Relay) -> bool:
+    """Relay what is there; False at end of file."""
     try:
-        data = os.read(fd, 65536)
+        data = os.read(fd, 1 << 20)
     except BlockingIOError:
         return True
-    if data and sum(map(len, chunks)) < MAX_PAYLOAD:
-        chunks.append(data)
+    if data and not relay.violation:
+        relay.feed(data)
     return bool(data)
 
 
-def _read_until_exit(pid: int, fd: int, deadline: float) -> tuple[bytes, bool]:
-    """Read the child's answer until it exits; True if the wall deadline hit first."""
-    chunks: list[bytes] = []
+def _watch(pid: int, fd: int, proto: BinaryIO, deadline: float, relay: Relay) -> Watch:
+    """Relay the child's records until it exits; stop it when the evaluator says so,
+    when it breaks the channel's rules, or at the wall deadline."""
+    watch = Watch()
     pidfd = os.pidfd_open(pid)
-    waiting = [fd, pidfd]
+    proto_fd = proto.fileno()
+    waiting = [fd, pidfd, proto_fd]
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return b"".join(chunks), True
+                watch.timed_out = True
+                return watch
             ready, _, _ = select.select(waiting, [], [], left)
-            if fd in ready and not _read_chunk(fd, chunks):
+            if fd in ready and not _read_chunk(fd, relay):
                 waiting.remove(fd)
+            if proto_fd in ready:
+                waiting.remove(proto_fd)
+                if recv(proto) == "stop":  # None: the evaluator closed the pipe
+                    watch.stopped = True
+                    _kill(pid)
+            if relay.violation:
+                _kill(pid)
             if pidfd in ready:
                 break
     finally:
         os.close(pidfd)
-    os.set_blocking(fd, False)  # what the child wrote before it exited is in the pipe
-    for _ in range(MAX_PAYLOAD // 65536):  # bounded: a stray grandchild may keep writing
-        if fd not in waiting or not _read_chunk(fd, chunks):
+    _drain(fd, waiting, relay)
+    return watch
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(fd: int, waiting: list[int], relay: Relay) -> None:
+    """What the child wrote before it exited is in the pipe; bounded, since a stray
+    grandchild may keep writing."""
+    os.set_blocking(fd, False)
+    for _ in range(64):
+        if fd not in waiting or not _read_chunk(fd, relay):
             break
         if not select.select([fd], [], [], 0)[0]:
             break
-    return b"".join(chunks), False
 
 
-def _parse(payload: bytes) -> dict[str, Any]:
-    """The child's answer: {"outcomes": [...]} or {"error": "..."}; {} if unreadable."""
-    try:
-        answer = json.loads(payload.decode())
-        if isinstance(answer.get("outcomes"), list):
-            answer["outcomes"] = [Outcome(v).value for v in answer["outcomes"]]
-        return answer if isinstance(answer, dict) else {}
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return {}
-
-
-def _classify(payload: bytes, status: int, cpu_s: float, limits: sandbox.Limits) -> str:
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and "outcomes" in _parse(payload):
+def _classify(status: int, cpu_s: float, limits: sandbox.Limits, watch: Watch) -> str:
+    if watch.timed_out:
+        return "wall_limit"
+    if watch.stopped:
+        return "stopped"
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return "ok"
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= limits.program_budget_s):
@@ -165,8 +239,9 @@ def _classify(payload: bytes, status: int, cpu_s: float, limits: sandbox.Limits)
     return "crashed"
 
 
-def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) -> Run:
-    """Fork a sandboxed child for one program, wait for it, clean up after it."""
+def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out: Any) -> Run:
+    """Fork a sandboxed child for one program, relay its records to the evaluator
+    (`out`: the protocol's streams), wait for it, clean up after it."""
     limits: sandbox.Limits = cfg["limits"]
     scratch = sandbox.make_scratch(base, cfg["identity"])
     r, w = os.pipe()
@@ -174,12 +249,13 @@ def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) ->
     pid = sandbox.fork_program(cfg["identity"])
     if pid == 0:
         os.close(r)
-        _child(code, spec, cfg, str(scratch), w)
+        _child(code, probe, cfg, str(scratch), w)
     os.close(w)
+    relay = Relay(len(probe.inputs), record_cap(limits), out[1])
     try:
-        payload, timed_out = _read_until_exit(pid, r, start + limits.wall_deadline_s)
-        if timed_out:
-            os.killpg(pid, signal.SIGKILL)
+        watch = _watch(pid, r, out[0], start + limits.wall_deadline_s, relay)
+        if watch.timed_out:
+            _kill(pid)
         _, status, usage = os.wait4(pid, 0)
     finally:
         os.close(r)
@@ -187,28 +263,23 @@ def run_sandboxed(code: str, spec: TestSpec, cfg: dict[str, Any], base: Path) ->
     strays = sandbox.reap(pid)
     sandbox.remove_scratch(scratch)
     cpu = usage.ru_utime + usage.ru_stime
-    state = "wall_limit" if timed_out else _classify(payload, status, cpu, limits)
-    answer = _parse(payload)
-    outcomes = answer.get("outcomes", []) if state == "ok" else []
-    walls = answer.get("wall_timeouts", 0) if state == "ok" else int(timed_out)
-    detail = _describe(status, answer)
-    failure = clean_failure(answer.get("failure")) if state == "ok" else None
-    walls = int(walls) if isinstance(walls, int) else 1
-    return Run(state, outcomes, cpu, wall, strays, detail, walls, failure)
+    state = "crashed" if relay.violation else _classify(status, cpu, limits, watch)
+    detail = relay.violation or _describe(status)
+    return Run(state, relay.records, cpu, wall, strays, detail)
 
 
-def _describe(status: int, answer: dict[str, Any]) -> str:
+def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    if answer.get("error"):
-        return str(answer["error"])
+    if os.WEXITSTATUS(status) == _ESCAPED:
+        return f"exit {_ESCAPED}: a BaseException (e.g. SystemExit) left the test"
     return f"exit {os.WEXITSTATUS(status)}"
 
 
 def _claim_protocol() -> tuple[BinaryIO, BinaryIO]:
     """Keep private copies of the pipes to the evaluator; stdio then points elsewhere so
     nothing else can write into the protocol."""
-    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)  # unbuffered: select() sees all
     proto_out = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -236,16 +307,19 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
     user = sandbox.describe(cfg["identity"])
     hello = {"ready": True, "pid": os.getpid(), "network": network, "user": user}
     send(proto_out, hello | {"isolation": isolation})
-    cache: OrderedDict[Any, TestSpec] = OrderedDict()
+    cache: OrderedDict[Any, Probe] = OrderedDict()
+    streams = (proto_in, proto_out)
     try:
         while (job := recv(proto_in)) is not None:
-            if job.get("spec") is not None:
-                cache[job["key"]] = job["spec"]
+            if not isinstance(job, dict):  # a "stop" that crossed the child's end
+                continue
+            if job.get("probe") is not None:
+                cache[job["key"]] = job["probe"]
                 while len(cache) > CACHE_SIZE:
                     cache.popitem(last=False)
             cache.move_to_end(job["key"])
-            run = run_sandboxed(job["code"], cache[job["key"]], cfg | job["options"], base)
-            send(proto_out, run)
+            options = cfg | job["options"]
+            send(proto_out, run_sandboxed(job["code"], cache[job["key"]], options, base, streams))
     finally:
         sandbox.remove_scratch(base)
 

@@ -59,3 +59,12 @@ def test_random_draws_and_set_order_are_the_same_in_every_run(default_pool: Eval
     code = "import random\nprint(random.randint(1, 2), sorted({'a', 'b'}) == list({'a', 'b'}))"
     first = run_one(default_pool, code, ["x"], ["1 True"]).tests
     assert all(run_one(default_pool, code, ["x"], ["1 True"]).tests == first for _ in range(3))
+
+
+def test_a_returned_object_whose_eq_lies_is_compared_as_data(default_pool: EvalPool) -> None:
+    liar = "class Liar:\n    __eq__ = lambda s, o: True\ndef f(x):\n    return Liar()\n"
+    r = run_one(default_pool, liar, [[1]], [[2]], fn_name="f")
+    assert (r.verdict, r.tests) == (Verdict.WRONG_ANSWER, [False])
+    sub = "class L(list):\n    __eq__ = lambda s, o: True\ndef f(x):\n    return L([x])\n"
+    r = run_one(default_pool, sub, [[1], [2]], [[1], [3]], fn_name="f")
+    assert (r.verdict, r.tests) == (Verdict.WRONG_ANSWER, [True, False])
