@@ -94,7 +94,6 @@ class WorkerProcess:
         self.cached: OrderedDict[Any, None] = OrderedDict()
         self.network = self.user = self.isolation = ""
         self.mode = "none" if options.isolation == "none" else "namespaces"
-        self.restarts = 0
         self.judged: list[Judged] = []  # the records of the program being run
 
     def start(self) -> None:
@@ -183,9 +182,8 @@ class WorkerProcess:
         run = self._send_job(job)
         if run is None:  # the worker died under this program
             self.close()
-            self.restarts += 1
             self.start()
-            return Run("crashed", 0, 0.0, 0.0, 0, detail="the program killed its worker"), []
+            return Run("crashed", 0, 0.0, 0.0, detail="the program killed its worker"), []
         return run, self.judged
 
     def close(self) -> None:

@@ -368,23 +368,19 @@ def _reap_exited() -> bool:
             return True
 
 
-def reap(pgid: int) -> int:
-    """Kill the sandbox's process group and every descendant left; return how many
-    stray processes had to be killed outside the group."""
+def reap(pgid: int) -> None:
+    """Kill the sandbox's process group and every descendant left."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    strays = 0
     deadline = time.monotonic() + 10.0
     while _reap_exited() and time.monotonic() < deadline:
         kids = children_of(os.getpid())
         for kid in kids:
             try:
                 os.kill(kid, signal.SIGKILL)
-                strays += 1
             except ProcessLookupError:
                 pass
         if not kids:
             select.select([], [], [], 0.001)
-    return strays

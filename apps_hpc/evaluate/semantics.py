@@ -379,8 +379,3 @@ def _printable(text: str | None) -> str | None:
     if text is None:
         return None
     return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def parse_tests(input_output: str) -> dict[str, Any]:
-    """`json.loads` of a row's `input_output`, as the reference does it."""
-    return json.loads(input_output)

@@ -83,7 +83,6 @@ class Run:
     records: int  # how many well-formed records the child sent
     cpu_s: float
     wall_s: float
-    strays: int
     detail: str = ""
 
 
@@ -260,12 +259,12 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
     finally:
         os.close(r)
     wall = time.monotonic() - start
-    strays = sandbox.reap(pid)
+    sandbox.reap(pid)
     sandbox.remove_scratch(scratch)
     cpu = usage.ru_utime + usage.ru_stime
     state = "crashed" if relay.violation else _classify(status, cpu, limits, watch)
     detail = relay.violation or _describe(status)
-    return Run(state, relay.records, cpu, wall, strays, detail)
+    return Run(state, relay.records, cpu, wall, detail)
 
 
 def _describe(status: int) -> str:
