@@ -14,7 +14,7 @@ $(BIN)/python:
 
 install: $(BIN)/python  ## the package (editable) with its dev tools and the training extra
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
-	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	$(BIN)/python -m pip install -q -e '.[dev,train,fetch]'
 
 test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
