@@ -79,11 +79,13 @@ def test_every_stage_then_the_pipeline_with_relative_paths_offline(tmp_path: Pat
     assert fetched.count("is a local path: nothing to fetch") == 2
     exp = work / "experiments" / "demo"
     ok(offline_cli(work, "prepare", "--config", DEMO))
-    ok(offline_cli(work, "train", "--config", DEMO, *SMALL[:4]))
+    # --set changes what prepare recorded in experiment.yaml: train and sample say --force
+    ok(offline_cli(work, "train", "--config", DEMO, *SMALL[:4], "--force"))
     assert (exp / "train" / "model.safetensors").is_file()
     assert (exp / "report" / "train_batch.json").is_file()
     args = ["--n", "2", "--max-tokens", "8", "-q"]
-    ok(offline_cli(work, "sample", "--config", DEMO, "--model", "experiments/demo/train", *args))
+    model = ["--model", "experiments/demo/train"]
+    ok(offline_cli(work, "sample", "--config", DEMO, *model, *args, "--force"))
     samples = "experiments/demo/samples/model.jsonl"
     results = "experiments/demo/results/model.jsonl"
     apps = "apps_hpc/data/mini_apps"
