@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps_hpc.config import REPO_ROOT
+from apps_hpc.identity import installed
 
 LOCK = REPO_ROOT / "docker" / "requirements-cp310.lock"
 SHM_MIN_BYTES = 1 << 30  # vLLM/NCCL die with SIGBUS on a small /dev/shm
@@ -43,15 +44,6 @@ def lock_versions(path: Path = LOCK) -> dict[str, str]:
     return pins
 
 
-def _installed(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     ok = sys.version_info >= (3, 10)
@@ -59,7 +51,7 @@ def check_python() -> Check:
 
 
 def check_version(dist: str, strict: bool, pins: dict[str, str]) -> Check:
-    have, want = _installed(dist), pins.get(dist)
+    have, want = installed(dist), pins.get(dist)
     if have is None:
         status = "fail" if strict else "skip"
         return Check(dist, status, f"not installed (lock: {want or '-'})")

@@ -29,7 +29,7 @@ from typing import Any
 from apps_hpc import hub
 from apps_hpc.config import Experiment
 from apps_hpc.errors import AppsHpcError
-from apps_hpc.manifest import update_manifest
+from apps_hpc.manifest import read_manifest, update_manifest
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def _download(repo_id: str, repo_type: str, revision: str, cache: Path) -> Path:
 def _complete(exp: Experiment, key: str, repo_id: str, revision: str) -> Path | None:
     """The snapshot of an earlier fetch of this repository and revision, when every file
     it recorded is still there (then nothing is asked of the hub), else None."""
-    path = exp.dir / "manifest.json"
-    record = json.loads(path.read_text()).get("fetch", {}).get(key) if path.is_file() else None
+    record = read_manifest(exp.dir / "manifest.json").get("fetch", {}).get(key)
     if not record or (record["repo"], record["revision"]) != (repo_id, revision):
         return None
     folder = Path(record["path"])

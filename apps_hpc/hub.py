@@ -23,6 +23,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 MODEL = "model"
 DATASET = "dataset"
+_REPO_FOLDER = re.compile(r"(models|datasets)--(.+)")  # repo_folder's names
 
 
 def is_hub_id(value: str) -> bool:
@@ -60,6 +61,17 @@ def repo_folder(hub: Path, repo_id: str, repo_type: str) -> Path:
     """huggingface_hub's cache folder of a repository under HF_HOME=`hub`."""
     kind = "datasets" if repo_type == DATASET else "models"
     return hub / "hub" / f"{kind}--{repo_id.replace('/', '--')}"
+
+
+def parse_snapshot(path: str | Path) -> tuple[str, str, str] | None:
+    """(repo id, repo type, commit) of a snapshot folder in huggingface_hub's cache layout
+    (`.../models--owner--name/snapshots/<commit>`), else None (pure: nothing is read)."""
+    folder = Path(path)
+    match = _REPO_FOLDER.fullmatch(folder.parent.parent.name)
+    if folder.parent.name != "snapshots" or match is None:
+        return None
+    kind = DATASET if match.group(1) == "datasets" else MODEL
+    return match.group(2).replace("--", "/", 1), kind, folder.name
 
 
 def snapshot(hub: Path, repo_id: str, repo_type: str, revision: str = "main") -> Path | None:

@@ -10,6 +10,15 @@ from typing import Any
 from apps_hpc.files import write_atomic
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest's content; {} when there is none yet (or it is not a JSON object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def update_manifest(path: Path, keys: list[str], value: Any) -> None:
     """Set manifest[keys[0]][keys[1]]... = value, under an exclusive lock, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

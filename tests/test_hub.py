@@ -45,6 +45,15 @@ def test_snapshot_lookup_by_branch_or_commit(tmp_path: Path) -> None:
         hub.local("/nope/x", hub.MODEL, hub=tmp_path)
 
 
+def test_a_snapshot_folder_names_its_repository_and_commit(tmp_path: Path) -> None:
+    for repo_id, kind in (("acme/m", hub.MODEL), ("codeparrot/apps", hub.DATASET)):
+        snap = hub.repo_folder(tmp_path, repo_id, kind) / "snapshots" / ("c" * 40)
+        assert hub.parse_snapshot(snap) == (repo_id, kind, "c" * 40)
+        assert hub.parse_snapshot(str(snap / "sub")) is None
+    assert hub.parse_snapshot(tmp_path / "experiments" / "demo" / "train") is None
+    assert hub.parse_snapshot(tmp_path / "spaces--a--b" / "snapshots" / "c") is None
+
+
 def test_offline_env_is_one_place() -> None:
     env = hub.offline_env(Path("/lustre/x/hub"))
     assert env == {
