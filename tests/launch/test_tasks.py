@@ -1,5 +1,6 @@
 """The job body: runs the stage through the registry and records its start and end in
-the experiment's manifest (what the report's stage wall times come from)."""
+the experiment's manifest (what the report's stage wall times come from), and what ran
+it (the report's "What ran")."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc import __version__
 from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.prepare import PrepareConfig
+from apps_hpc.provenance import digest, file_digest, files_fingerprint
+from apps_hpc.sample.stage import SampleConfig
 
 MINI_APPS = Path(__file__).resolve().parents[2] / "apps_hpc" / "data" / "mini_apps"
 
@@ -41,3 +45,40 @@ def test_a_failing_task_is_recorded_as_failed_and_still_raises(tmp_path: Path) -
 def test_the_wrong_config_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="stage report takes a ReportConfig"):
         StageTask()("report", PrepareConfig(apps="x", out=tmp_path))
+
+
+def test_a_task_records_what_ran_it_and_the_data_it_read(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    (tmp_path / "experiment.yaml").write_text("name: x\n")
+    cfg = PrepareConfig(apps=str(MINI_APPS), out=tmp_path / "data")
+    StageTask(manifest, "prepare")("prepare", cfg)
+    [(task, record)] = json.loads(manifest.read_text())["run"]["prepare"].items()
+    assert task in json.loads(manifest.read_text())["timing"]["prepare"]  # the same task id
+    assert record["stage"] == "prepare"
+    software = record["software"]
+    assert software["apps_hpc"] == __version__ and software["python"].count(".") == 2
+    assert set(software["packages"]) == {"torch", "transformers", "vllm", "llamafactory"}
+    assert software["lock"] is not None  # this checkout's docker/requirements-cp310.lock
+    assert software["git"] is None or len(software["git"]["commit"]) >= 7
+    apps = {"path": str(MINI_APPS), "digest": digest(files_fingerprint(MINI_APPS))}
+    assert record["sources"] == {"apps": apps}  # prepare reads data, no model
+    assert record["experiment_yaml"] == file_digest(tmp_path / "experiment.yaml")
+
+
+def test_a_fetched_model_is_recorded_with_the_revision_fetch_asked_for(tmp_path: Path) -> None:
+    """A sampling task reads the fetched snapshot; its record names the repository, the
+    revision `apps-hpc fetch` recorded and the commit. The stage itself fails here (no
+    prompts): the record is written first, and says what was attempted."""
+    snap = tmp_path / "hub" / "hub" / "models--acme--coder" / "snapshots" / ("c" * 40)
+    snap.mkdir(parents=True)
+    manifest = tmp_path / "manifest.json"
+    fetched = {"repo": "acme/coder", "revision": "v2", "commit": "c" * 40, "path": str(snap)}
+    manifest.write_text(json.dumps({"fetch": {"model": fetched}}))
+    cfg = SampleConfig(model=str(snap), prompts=tmp_path / "none.jsonl", out=tmp_path / "s")
+    with pytest.raises(AppsHpcError):
+        StageTask(manifest, "sample/base")("sample", cfg)
+    [record] = json.loads(manifest.read_text())["run"]["sample/base"].values()
+    assert record["sources"] == {
+        "model": {"repo": "acme/coder", "revision": "v2", "commit": "c" * 40}
+    }
+    assert record["experiment_yaml"] is None
