@@ -8,10 +8,17 @@ from typing import Any
 
 import yaml
 
+from apps_hpc import identity
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults
 
 RUN_KEYS = ("image", "lock", "git", "commit", "revision", "version", "sha", "digest")
+# An experiment whose stages ran before jobs recorded what ran them, or not as jobs of
+# `apps-hpc submit` (a stage command run directly records no job and no run record).
+NOT_RECORDED = (
+    "image, lock hash, git commit, revisions",
+    "not recorded in manifest.json (no job of `apps-hpc submit` recorded them)",
+)
 
 
 def duration(seconds: float | None) -> str:
@@ -95,9 +102,41 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
         out.append((prefix, value))
 
 
+def _run_records(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(step, record) of every task's run record (`run/<step>/<task>`, written by
+    launch/tasks.StageTask), in the manifest's order."""
+    found = []
+    for step, tasks in (manifest.get("run") or {}).items():
+        if isinstance(tasks, dict):
+            found += [(step, tasks[t]) for t in sorted(tasks) if isinstance(tasks[t], dict)]
+    return found
+
+
+def _merged(values: dict[str, list[str]], label: str) -> str:
+    """One value as it is; several with the steps that recorded each (hosts: listed)."""
+    if len(values) == 1 or label == "host":
+        return ", ".join(values)
+    return "; ".join(f"{value} ({', '.join(steps)})" for value, steps in values.items())
+
+
+def identity_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of what ran the steps (identity.facts of every task's run record),
+    each label once: a value every step shares once, differing values with their steps."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for step, record in _run_records(manifest):
+        for label, value in identity.facts(record):
+            values = seen.setdefault(label, {})
+            if value is not None and step not in values.setdefault(value, []):
+                values[value].append(step)
+    return [(label, _merged(values, label)) for label, values in seen.items() if values]
+
+
 def run_facts(files: ExperimentFiles) -> list[tuple[str, Any]]:
-    """(label, value): the folder, model and data of the config, and every manifest entry
-    naming an image, lock, commit, revision or version."""
+    """(label, value): the folder, model and data of the config; what ran the steps (the
+    run records of manifest.json: image, lock hash, git commit, versions, the model and
+    data revisions, experiment.yaml's digest, hosts), or that an older experiment has
+    none; then every other manifest entry naming an image, lock, commit, revision or
+    version (e.g. what `apps-hpc fetch` recorded)."""
     facts: list[tuple[str, Any]] = [("experiment folder", files.folder or "–")]
     try:
         config = yaml.safe_load(files.experiment_yaml or "") or {}
@@ -105,11 +144,10 @@ def run_facts(files: ExperimentFiles) -> list[tuple[str, Any]]:
         config = {}
     if isinstance(config, dict):
         facts += [(k, config[k]) for k in ("name", "model", "apps") if k in config]
+    ran = identity_facts(files.manifest)
+    facts += ran or [NOT_RECORDED]
     found: list[tuple[str, Any]] = []
     for key, value in files.manifest.items():
-        if key not in ("jobs", "sample"):
+        if key not in ("jobs", "sample", "run", "timing"):
             _flatten(key, value, found)
-    wanted = [(k, v) for k, v in found if any(w in k.lower() for w in RUN_KEYS)]
-    if not wanted:
-        wanted = [("image, lock hash, git commit, revisions", "not recorded in manifest.json")]
-    return facts + wanted
+    return facts + [(k, v) for k, v in found if any(w in k.lower() for w in RUN_KEYS)]

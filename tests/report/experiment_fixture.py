@@ -69,6 +69,45 @@ def _model_files(exp: Path, model: str, problems: int, n: int) -> None:
     _write_jsonl(exp / "results" / f"{model}.jsonl", results)
 
 
+HUB_MODEL = {
+    "repo": "deepseek-ai/deepseek-coder-6.7b-instruct",
+    "revision": "main",
+    "commit": "e5d6",
+}
+HUB_APPS = {"repo": "codeparrot/apps", "revision": "main", "commit": "21e7"}
+
+
+def run_record(step: str, i: int) -> dict:
+    """What launch/tasks.StageTask records for a task (identity.run_record's shape)."""
+    sources = {
+        "prepare": {"apps": HUB_APPS},
+        "train": {"model": HUB_MODEL, "apps": HUB_APPS},
+        "sample/base": {"model": HUB_MODEL},
+        "sample/sft": {"model": {"path": "/exp/train", "digest": "5f7a0c2e9b1d4e3f"}},
+    }.get(step, {"apps": HUB_APPS} if step.startswith("eval") else {})
+    software = {
+        "apps_hpc": "0.1.0",
+        "git": {"commit": "abc1234", "dirty": False, "from": "APPS_HPC_GIT_SHA"},
+        "image": "apps-hpc:0.1.0-abc1234",
+        "sif": "/lustre/containers/apps-hpc.sif",
+        "lock": "2b5720b976c4eb65",
+        "python": "3.10.14",
+        "packages": {
+            "torch": "2.1.2",
+            "transformers": "4.49.0",
+            "vllm": "0.4.0.post1",
+            "llamafactory": "0.9.2",
+        },
+        "host": f"gpu{i % 2:02d}",
+    }
+    return {
+        "stage": step.split("/")[0],
+        "software": software,
+        "sources": sources,
+        "experiment_yaml": "0c1d2e3f4a5b6c7d",
+    }
+
+
 def _manifest(exp: Path) -> None:
     jobs, timing = {}, {}
     for i, key in enumerate(
@@ -110,7 +149,7 @@ def _manifest(exp: Path) -> None:
         "jobs": jobs,
         "timing": timing,
         "sample": {"sft": {"throughput": throughput}},
-        "run": {"git_commit": "abc1234", "image": "apps-hpc:0.1.0-abc1234"},
+        "run": {key: {str(100 + i): run_record(key, i)} for i, key in enumerate(timing)},
     }
     (exp / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
