@@ -49,6 +49,9 @@ clean:
 # --- containers -------------------------------------------------------------------------
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 GIT_SHA   := $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)
+# true/false: tracked files differ from HEAD (empty outside a checkout)
+GIT_DIRTY := $(shell git rev-parse -q HEAD >/dev/null 2>&1 && { git diff --quiet HEAD && echo false || echo true; })
+LOCK_SHA  := $(shell sha256sum docker/requirements-cp310.lock | cut -c1-16)
 TAG       ?= $(VERSION)-$(GIT_SHA)
 IMAGE     ?= apps-hpc
 SIF       ?= apps-hpc-$(TAG).sif
@@ -60,7 +63,9 @@ image:  ## the Docker image apps-hpc:$(TAG) (and :latest), then the SIF when app
 	  echo "make image: no Docker engine here (docker info failed). Build on a machine with Docker," \
 	       "or build the SIF directly with 'make sif' where Apptainer is installed." >&2; exit 1; fi
 	docker build -f docker/Dockerfile $(PINS) --build-arg APPS_HPC_VERSION=$(VERSION) \
-	  --build-arg GIT_SHA=$(GIT_SHA) -t $(IMAGE):$(TAG) -t $(IMAGE):latest .
+	  --build-arg GIT_SHA=$(GIT_SHA) --build-arg GIT_DIRTY=$(GIT_DIRTY) \
+	  --build-arg IMAGE_TAG=$(IMAGE):$(TAG) --build-arg LOCK_SHA=$(LOCK_SHA) \
+	  -t $(IMAGE):$(TAG) -t $(IMAGE):latest .
 	@if command -v apptainer >/dev/null; then $(MAKE) --no-print-directory sif; \
 	  else echo "apptainer not found: skipping the SIF (make sif where Apptainer is installed)"; fi
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc import identity
 from apps_hpc.doctor import lock_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,30 @@ def test_apptainer_definitions_match_versions_env() -> None:
             "flash-attn": pins["FLASH_ATTN_VERSION"],
         }
         assert "apps-hpc doctor --strict" in text.split("%test", 1)[1]
+
+
+def test_the_image_tells_jobs_what_it_is() -> None:
+    """The variables apps_hpc/identity.py reads are set by the Dockerfile from build
+    arguments `make image` passes, declared after the last RUN (a changed build argument
+    busts the cache of every RUN after it: a new commit must rebuild only the last layer)."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    last_run = dockerfile.rindex("\nRUN ")
+    env = dict(re.findall(r"(APPS_HPC_\w+)=\$\{(\w+)\}", dockerfile[last_run:]))
+    assert set(env) == {
+        identity.ENV_GIT_SHA,
+        identity.ENV_GIT_DIRTY,
+        identity.ENV_IMAGE,
+        identity.ENV_LOCK_SHA,
+    }
+    make = (REPO / "Makefile").read_text()
+    for arg in env.values():
+        assert dockerfile.index(f"ARG {arg}=") > last_run, arg
+        assert f"--build-arg {arg}=$(" in make, arg
+    # the SIF from the image inherits them; the standalone one sets what it can know
+    assert "Bootstrap: docker-daemon" in (DOCKER / "apps-hpc.def").read_text()
+    standalone = (DOCKER / "apps-hpc-standalone.def").read_text()
+    for name in (identity.ENV_LOCK_SHA, identity.ENV_IMAGE):
+        assert f"export {name}=" in standalone, name
 
 
 def test_lock_matches_versions_env_and_pyproject_extras() -> None:
