@@ -110,6 +110,16 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert f"plot: {exp / 'report' / 'training_loss.png'}" in first.stdout
     assert f"experiment: {exp}" in first.stdout
     assert "started train" in first.stderr
+    # every job recorded what ran it; the page shows it
+    run = json.loads((exp / "manifest.json").read_text())["run"]
+    assert {"prepare", "train", "sample/base", "sample/sft", "eval/sft", "report"} <= set(run)
+    [sft] = run["sample/sft"].values()
+    assert sft["sources"]["model"]["path"] == str(exp / "train")  # the fine-tuned weights
+    assert len(sft["sources"]["model"]["digest"]) == 16
+    assert sft["software"]["lock"] and sft["software"]["packages"]["torch"]
+    page = (exp / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<td>lock hash</td>" in page and "<td>model revision</td>" in page
+    assert "not recorded in manifest.json" not in page
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "skip tiny-model: already built" in again.stdout
