@@ -2,11 +2,14 @@
 the lock's hash, Python, the heavy packages' versions, the host) and the model and data
 it read (a hub repository's revision and commit, or a local folder's files digest).
 
-Each job of `apps-hpc submit` (SLURM or the local executor: `launch/tasks.StageTask`)
-records one in the experiment's `manifest.json` under `run/<step>/<task>`; the report's
-"What ran" shows them (`facts`). The versions come from the packages' installed metadata:
-nothing here imports torch, vLLM or LlamaFactory. Nothing here fails a stage either: a
-git that is missing, slow (`GIT_TIMEOUT_S`) or refuses the folder gives no commit.
+Each job of `apps-hpc submit` (SLURM or the local executor: `launch/tasks.StageTask`),
+and each stage command run directly within an experiment (`apps-hpc prepare --config X`:
+`cli/common.dispatch`), records one in the experiment's `manifest.json` under
+`run/<step>/<task>` (`record_run`: the step as the pipeline names it, the task a job's id
+or, for a direct run, `direct-<host>-<pid>`); the report's "What ran" shows them
+(`facts`). The versions come from the packages' installed metadata: nothing here imports
+torch, vLLM or LlamaFactory. Nothing here fails a stage either: a git that is missing,
+slow (`GIT_TIMEOUT_S`) or refuses the folder gives no commit.
 
 Where each fact comes from:
 - git commit: `git rev-parse HEAD` when apps-hpc runs from a git checkout that tracks
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc import __version__, hub
+from apps_hpc.manifest import read_manifest, update_manifest
 from apps_hpc.provenance import digest, file_digest, files_fingerprint, model_fingerprint
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,6 +50,7 @@ SIF_VARS = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
 # A parent's git context (a hook, `git rebase --exec`) must not redirect our git calls.
 _GIT_CONTEXT = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
 SOURCE_LABELS = {"model": "model revision", "apps": "data revision"}
+DIRECT = "direct"  # the task key's prefix of a stage command run directly, not as a job
 
 
 def installed(dist: str) -> str | None:
@@ -177,7 +182,7 @@ def sources(
 def run_record(
     stage: str, cfg: Any, experiment: Path, fetched: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What `StageTask` records for one task: the stage, the software, the model and data
+    """What `record_run` records for one task: the stage, the software, the model and data
     of its config (read offline, from the hub folder this process was given) and the
     digest of the experiment's experiment.yaml (None without one)."""
     resolved = experiment / "experiment.yaml"
@@ -187,6 +192,25 @@ def run_record(
         "sources": sources(cfg, fetched, hub.hub_dir()),
         "experiment_yaml": file_digest(resolved) if resolved.is_file() else None,
     }
+
+
+def record_run(manifest: Path, step: str, task: str, stage: str, cfg: Any) -> None:
+    """Record what runs `stage` in `manifest` (run/<step>/<task>) before it starts: the
+    one path of a job (`StageTask`) and of a stage command run directly. Call it after
+    `hub.apply_offline`: a hub id is looked up in the hub folder the stage was given, and
+    the revision `apps-hpc fetch` asked for comes from the manifest's `fetch` entries."""
+    fetched = read_manifest(manifest).get("fetch")
+    update_manifest(manifest, ["run", step, task], run_record(stage, cfg, manifest.parent, fetched))
+
+
+def direct_task() -> str:
+    """The task key of a stage command run directly (not a job): direct-<host>-<pid>."""
+    return f"{DIRECT}-{socket.gethostname()}-{os.getpid()}"
+
+
+def ran_as(task: str) -> str:
+    """How a task ran, from its key in run/<step>/<task>."""
+    return "stage command run directly" if task.startswith(f"{DIRECT}-") else "apps-hpc submit job"
 
 
 def _commit(git: Mapping[str, Any] | None) -> str:

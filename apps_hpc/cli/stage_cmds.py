@@ -1,6 +1,7 @@
 """The stage commands that build a model's inputs and outputs: prepare, train, sample,
 merge-samples, tiny-model. Each builds its stage config (from the experiment, through
-`apps_hpc.stage_configs`, with its flags as overrides) and hands it to `dispatch`."""
+`apps_hpc.stage_configs`, with its flags as overrides) and hands it to `dispatch`, with,
+given an experiment (--config), the step its run record goes under in manifest.json."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from apps_hpc.cli.common import (
     experiment,
     force_option,
     quiet_option,
+    recorded_in,
     sets_option,
 )
 from apps_hpc.config import PrepareSection, SampleSection
@@ -82,7 +84,9 @@ def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
     if isinstance(flags.get("apps"), str):
         flags["apps"] = sc.fetched(exp, hub.absolute(flags["apps"]), hub.DATASET)
     cfg = sc.prepare_config(exp, **flags)
-    dispatch("prepare", cfg, _show_prepared(cfg.stats), exp.hub_dir)  # type: ignore[arg-type]
+    show = _show_prepared(cfg.stats)
+    record = recorded_in(exp, config, "prepare")
+    dispatch("prepare", cfg, show, exp.hub_dir, record)  # type: ignore[arg-type]
 
 
 @click.command("train", context_settings=CONTEXT)
@@ -97,7 +101,7 @@ def train_cmd(config: Path, sets: tuple[str, ...], force: bool) -> None:
       apps-hpc train --config configs/experiments/dscoder_apps.yaml
     """
     exp = experiment(config, sets, force)
-    dispatch("train", exp, hub_dir=exp.hub_dir)
+    dispatch("train", exp, hub_dir=exp.hub_dir, record=recorded_in(exp, config, "train"))
 
 
 @click.command("tiny-model", context_settings=CONTEXT)
@@ -231,7 +235,8 @@ def sample_cmd(
     )
     # Only an experiment's own run records its throughput in the experiment's manifest.
     cfg = dataclasses.replace(cfg, model_name=model_name, manifest=cfg.manifest if config else None)
-    dispatch("sample", cfg, hub_dir=exp.hub_dir)
+    record = recorded_in(exp, config, f"sample/{name}")  # the pipeline's sample/base, ...
+    dispatch("sample", cfg, hub_dir=exp.hub_dir, record=record)
 
 
 @click.command("merge-samples", context_settings=CONTEXT)

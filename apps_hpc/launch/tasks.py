@@ -6,9 +6,9 @@ the newest checkpoint-*, sample/eval from their shard files). Each run records w
 started and ended in the experiment's `manifest.json` (`timing/<step>/<task>`), which is
 where `apps-hpc report` reads each stage's wall time, and what ran it (`run/<step>/<task>`:
 apps-hpc's commit, the image, the lock, the versions, the model and data revisions; see
-`apps_hpc/identity.py`), which the report's "What ran" shows. It runs offline, with the
-experiment's hub folder as HF_HOME (compute nodes often have no internet; `apps-hpc fetch`
-filled the folder beforehand).
+`apps_hpc/identity.record_run`, which a stage command run directly calls too), which the
+report's "What ran" shows. It runs offline, with the experiment's hub folder as HF_HOME
+(compute nodes often have no internet; `apps-hpc fetch` filled the folder beforehand).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import submitit
 
 from apps_hpc.hub import apply_offline
-from apps_hpc.identity import run_record
+from apps_hpc.identity import record_run
 from apps_hpc.logs import setup_logging
-from apps_hpc.manifest import read_manifest, update_manifest
+from apps_hpc.manifest import update_manifest
 from apps_hpc.stages import run_stage
 
 
@@ -59,9 +59,7 @@ class StageTask(submitit.helpers.Checkpointable):
         """What runs this task, and the model and data its config names (after
         apply_offline: a hub id is looked up in the hub folder the job was given)."""
         if self.manifest is not None and self.step is not None:
-            fetched = read_manifest(self.manifest).get("fetch")
-            record = run_record(stage, cfg, self.manifest.parent, fetched)
-            update_manifest(self.manifest, ["run", self.step, task_name()], record)
+            record_run(self.manifest, self.step, task_name(), stage, cfg)
 
     def __call__(self, stage: str, cfg: Any) -> str:
         setup_logging()  # the job's own process: its log goes to the job's stderr file

@@ -13,11 +13,12 @@ from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults
 
 RUN_KEYS = ("image", "lock", "git", "commit", "revision", "version", "sha", "digest")
-# An experiment whose stages ran before jobs recorded what ran them, or not as jobs of
-# `apps-hpc submit` (a stage command run directly records no job and no run record).
+# An experiment whose stages ran before they recorded what ran them, or outside it (a
+# stage command given file paths only, no --config, records nothing in its manifest).
 NOT_RECORDED = (
     "image, lock hash, git commit, revisions",
-    "not recorded in manifest.json (no job of `apps-hpc submit` recorded them)",
+    "not recorded in manifest.json (no job of `apps-hpc submit` and no stage command run "
+    "with --config recorded them)",
 )
 
 
@@ -102,13 +103,14 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
         out.append((prefix, value))
 
 
-def _run_records(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(step, record) of every task's run record (`run/<step>/<task>`, written by
-    launch/tasks.StageTask), in the manifest's order."""
+def _run_records(manifest: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(step, task, record) of every task's run record (`run/<step>/<task>`, written by
+    identity.record_run for a job or a stage command run directly), in the manifest's
+    order."""
     found = []
     for step, tasks in (manifest.get("run") or {}).items():
         if isinstance(tasks, dict):
-            found += [(step, tasks[t]) for t in sorted(tasks) if isinstance(tasks[t], dict)]
+            found += [(step, t, tasks[t]) for t in sorted(tasks) if isinstance(tasks[t], dict)]
     return found
 
 
@@ -120,11 +122,12 @@ def _merged(values: dict[str, list[str]], label: str) -> str:
 
 
 def identity_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) of what ran the steps (identity.facts of every task's run record),
-    each label once: a value every step shares once, differing values with their steps."""
+    """(label, value) of what ran the steps (identity.facts of every task's run record,
+    then how it ran: a job of `apps-hpc submit` or a stage command run directly), each
+    label once: a value every step shares once, differing values with their steps."""
     seen: dict[str, dict[str, list[str]]] = {}
-    for step, record in _run_records(manifest):
-        for label, value in identity.facts(record):
+    for step, task, record in _run_records(manifest):
+        for label, value in [*identity.facts(record), ("ran as", identity.ran_as(task))]:
             values = seen.setdefault(label, {})
             if value is not None and step not in values.setdefault(value, []):
                 values[value].append(step)
@@ -134,7 +137,7 @@ def identity_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 def run_facts(files: ExperimentFiles) -> list[tuple[str, Any]]:
     """(label, value): the folder, model and data of the config; what ran the steps (the
     run records of manifest.json: image, lock hash, git commit, versions, the model and
-    data revisions, experiment.yaml's digest, hosts), or that an older experiment has
+    data revisions, experiment.yaml's digest, hosts, how it ran), or that an experiment has
     none; then every other manifest entry naming an image, lock, commit, revision or
     version (e.g. what `apps-hpc fetch` recorded)."""
     facts: list[tuple[str, Any]] = [("experiment folder", files.folder or "–")]

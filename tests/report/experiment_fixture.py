@@ -78,7 +78,7 @@ HUB_APPS = {"repo": "codeparrot/apps", "revision": "main", "commit": "21e7"}
 
 
 def run_record(step: str, i: int) -> dict:
-    """What launch/tasks.StageTask records for a task (identity.run_record's shape)."""
+    """What identity.record_run records for a task (identity.run_record's shape)."""
     sources = {
         "prepare": {"apps": HUB_APPS},
         "train": {"model": HUB_MODEL, "apps": HUB_APPS},

@@ -25,6 +25,7 @@ ORDER = [
     "data revision",
     "experiment.yaml sha256",
     "host",
+    "ran as",
 ]
 
 
@@ -50,6 +51,7 @@ def test_run_facts_list_what_ran_in_a_readable_order(tmp_path: Path) -> None:
     )
     assert values["data revision"] == "codeparrot/apps @ main = commit 21e7"  # every step's
     assert values["host"] == "gpu00, gpu01"
+    assert values["ran as"] == "apps-hpc submit job"
     assert NOT_RECORDED[0] not in values
 
 
@@ -64,6 +66,18 @@ def test_a_fact_that_differs_between_steps_names_them() -> None:
         "def5678, uncommitted changes (train)"
     )
     assert values["lock hash"] == "2b5720b976c4eb65"  # the same everywhere: once
+
+
+def test_a_step_run_as_a_stage_command_is_told_from_the_jobs() -> None:
+    """`apps-hpc prepare --config X` run directly records under direct-<host>-<pid>."""
+    manifest = {
+        "run": {
+            "prepare": {"direct-laptop-4242": run_record("prepare", 0)},
+            "train": {"7": run_record("train", 1)},
+        }
+    }
+    values = dict(identity_facts(manifest))
+    assert values["ran as"] == ("stage command run directly (prepare); apps-hpc submit job (train)")
 
 
 def test_an_experiment_without_run_records_says_so() -> None:
