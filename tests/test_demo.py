@@ -33,41 +33,69 @@ def test_bundled_mini_apps_covers_both_formats_and_all_difficulties() -> None:
         assert all(len(p.solutions) >= 3 and len(p.inputs) >= 5 for p in mine)
 
 
-def test_bundled_solutions_pass_their_tests(tmp_path: Path) -> None:
-    samples = tmp_path / "s.jsonl"
+# The test problems that are close variants of a train problem (same task, same input and
+# output format, another story and other example numbers): test id -> train id. Listed in
+# apps_hpc/data/mini_apps/README.md.
+VARIANTS = {12: 0, 13: 2, 14: 4, 15: 6, 16: 10, 17: 14, 18: 17, 19: 23}
+
+
+def _evaluate(tmp_path: Path, codes: dict[int, list[str]]) -> dict[int, dict]:
+    """Run `codes` (test problem id -> programs) through `apps-hpc eval --all-tests`."""
     problems, _ = load_problems(BUNDLED_APPS / "test.jsonl")
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
     samples.write_text(
         "".join(
             json.dumps(
                 {
-                    "problem_id": p.problem_id,
+                    "problem_id": pid,
                     "split": "test",
-                    "difficulty": p.difficulty,
-                    "codes": p.solutions,
+                    "difficulty": problems[("test", pid)].difficulty,
+                    "codes": programs,
                 }
             )
             + "\n"
-            for p in problems.values()
+            for pid, programs in codes.items()
         )
     )
-    out = tmp_path / "r.jsonl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "apps_hpc",
-            "eval",
-            "-q",
-            "--samples",
-            str(samples),
-            "--apps",
-            str(BUNDLED_APPS / "test.jsonl"),
-            "--out",
-            str(out),
-        ],
-        check=True,
-    )
-    assert all(r["c"] == r["n"] for r in map(json.loads, out.read_text().splitlines()))
+    args = ["eval", "-q", "--all-tests", "--samples", str(samples)]
+    args += ["--apps", str(BUNDLED_APPS / "test.jsonl"), "--out", str(out)]
+    subprocess.run([sys.executable, "-m", "apps_hpc", *args], check=True)
+    return {r["problem_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+def test_bundled_solutions_pass_their_tests(tmp_path: Path) -> None:
+    problems, _ = load_problems(BUNDLED_APPS / "test.jsonl")
+    results = _evaluate(tmp_path, {p.problem_id: p.solutions for p in problems.values()})
+    assert len(results) == len(problems) == 20
+    assert all(r["c"] == r["n"] == len(r["verdicts"]) for r in results.values())
+
+
+def test_variants_are_solved_by_their_train_problems_solutions(tmp_path: Path) -> None:
+    problems, _ = load_problems(BUNDLED_APPS)
+    codes = {v: problems[("train", t)].solutions for v, t in VARIANTS.items()}
+    results = _evaluate(tmp_path, codes)
+    assert {pid: r["c"] for pid, r in results.items()} == {v: len(c) for v, c in codes.items()}
+
+
+def _sections(question: str) -> tuple[str, str, str]:
+    """(story, format, example) of a mini-APPS statement."""
+    fmt = "-----Input-----" if "-----Input-----" in question else "Constraints:"
+    ex = "-----Example-----" if "-----Example-----" in question else "Example:"
+    story, rest = question.split(fmt, 1)
+    middle, example = rest.split(ex, 1)
+    return story, fmt + middle, example
+
+
+def test_variants_reword_the_story_and_the_example_but_keep_the_format() -> None:
+    problems, _ = load_problems(BUNDLED_APPS)
+    for v, t in VARIANTS.items():
+        variant, train = problems[("test", v)], problems[("train", t)]
+        (v_story, v_fmt, v_ex), (t_story, t_fmt, t_ex) = map(
+            _sections, (variant.question, train.question)
+        )
+        assert v_fmt == t_fmt and variant.starter_code == train.starter_code, v
+        assert v_story != t_story and v_ex != t_ex and variant.inputs != train.inputs, v
+        assert variant.difficulty == train.difficulty and variant.fn_name == train.fn_name, v
 
 
 @pytest.mark.slow
@@ -105,8 +133,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
         "report/training_loss.png",
     ):
         assert (exp / path).exists(), path
-    assert len((exp / "results" / "sft.jsonl").read_text().splitlines()) == 12
-    assert "| base | 12 (4/4/4) |" in first.stdout and "| Δ sft − base |" in first.stdout
+    assert len((exp / "results" / "sft.jsonl").read_text().splitlines()) == 20
+    assert "| base | 20 (8/6/6) |" in first.stdout and "| Δ sft − base |" in first.stdout
     assert f"plot: {exp / 'report' / 'training_loss.png'}" in first.stdout
     assert f"experiment: {exp}" in first.stdout
     assert "started train" in first.stderr

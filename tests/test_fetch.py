@@ -134,11 +134,11 @@ def test_stages_read_the_fetched_folder_offline(tmp_path: Path, hub: FakeHub) ->
     r = run_cli("prepare", "--config", exp, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     prompts = tmp_path / "experiments/x/data/prompts.jsonl"
-    assert len(prompts.read_text().splitlines()) == 12
+    assert len(prompts.read_text().splitlines()) == 20
     args = ["--engine", "transformers", "--n", "1", "--max-tokens", "4", "-q"]
     r = run_cli("sample", "--config", exp, "--out", "samples/base", *args, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len((tmp_path / "samples/base.jsonl").read_text().splitlines()) == 12
+    assert len((tmp_path / "samples/base.jsonl").read_text().splitlines()) == 20
 
 
 def test_what_is_not_fetched_fails_at_once_in_one_line(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_every_stage_then_the_pipeline_with_relative_paths_offline(tmp_path: Pat
     apps = "apps_hpc/data/mini_apps"
     ok(offline_cli(work, "eval", "-q", "--samples", samples, "--apps", apps, "--out", results))
     table = ok(offline_cli(work, "report", results, "--k", "1,2"))
-    assert "| model | 12 (4/4/4) |" in table
+    assert "| model | 20 (8/6/6) |" in table
     # the whole pipeline, a second experiment under the same relative root
     r = offline_cli(
         work, "submit", "pipeline", "--config", DEMO, "--cluster", "local",
@@ -99,4 +99,4 @@ def test_every_stage_then_the_pipeline_with_relative_paths_offline(tmp_path: Pat
     )  # fmt: skip
     ok(r)
     summary = (work / "experiments/demo2/report/summary.md").read_text()
-    assert "| base | 12 (4/4/4) |" in summary and "| sft | 12 (4/4/4) |" in summary
+    assert "| base | 20 (8/6/6) |" in summary and "| sft | 20 (8/6/6) |" in summary

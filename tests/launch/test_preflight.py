@@ -54,14 +54,14 @@ def test_apps_test_problems_without_tests(tmp_path: Path, tiny_model_dir: Path) 
 
 
 def test_published_apps_counts(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """A fetched codeparrot/apps that is not the full set (here: 12 rows) is refused."""
+    """A fetched codeparrot/apps that is not the full set (here: 20 rows) is refused."""
     repo = tmp_path / "exp/hub/hub/datasets--codeparrot--apps"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs/main").write_text("c" * 40)
     shutil.copytree(BUNDLED_APPS, repo / "snapshots" / ("c" * 40))
     r = submit(tmp_path, "apps=codeparrot/apps", model=tiny_model_dir)
     refused(r, tmp_path, "error: apps: ")
-    assert "12 test (4/4/4): the published run had 728/2727/310" in r.stderr
+    assert "20 test (8/6/6): the published run had 728/2727/310" in r.stderr
 
 
 def test_model_without_weights(tmp_path: Path, tiny_model_dir: Path) -> None:

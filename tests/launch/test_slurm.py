@@ -326,4 +326,4 @@ def test_relative_paths_offline_pipeline_on_slurm(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     summary = (work / "experiments/demo/report/summary.md").read_text()
-    assert "| base | 12 (4/4/4) |" in summary and "| sft | 12 (4/4/4) |" in summary
+    assert "| base | 20 (8/6/6) |" in summary and "| sft | 20 (8/6/6) |" in summary
