@@ -135,6 +135,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
         assert (exp / path).exists(), path
     assert len((exp / "results" / "sft.jsonl").read_text().splitlines()) == 20
     assert "| base | 20 (8/6/6) |" in first.stdout and "| Δ sft − base |" in first.stdout
+    base = [json.loads(x) for x in (exp / "results/base.jsonl").read_text().splitlines()]
+    assert [r["c"] for r in base] == [0] * 20  # the random-init base solves nothing
     assert f"plot: {exp / 'report' / 'training_loss.png'}" in first.stdout
     assert f"experiment: {exp}" in first.stdout
     assert "started train" in first.stderr
