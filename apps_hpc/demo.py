@@ -24,13 +24,14 @@ def pick_cluster(choice: str) -> str:
 
 
 def _tiny_model(path: Path, say: Callable[[str], None]) -> None:
-    if (path / "config.json").exists():
+    from apps_hpc.tiny_model import DEMO, built_spec_matches, tiny_model
+
+    if built_spec_matches(path, DEMO):
         say(f"skip tiny-model: already built in {path}")
         return
-    from apps_hpc.tiny_model import tiny_model
-
-    say(f"building the tiny model in {path}")
-    tiny_model(path)
+    again = "rebuilding (another size)" if (path / "config.json").exists() else "building"
+    say(f"{again} the tiny model in {path} (hidden size {DEMO.hidden_size})")
+    tiny_model(path, DEMO)
 
 
 def run_demo(

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from apps_hpc.apps import load_problems
+from apps_hpc.config import find_config, load_experiment
 from apps_hpc.demo import BUNDLED_APPS
+from apps_hpc.prepare import sft_examples
 
 SMALL = [
     "--set",
@@ -30,7 +32,10 @@ def test_bundled_mini_apps_covers_both_formats_and_all_difficulties() -> None:
         mine = [p for p in problems.values() if p.split == split]
         kinds = {(p.difficulty, p.call_based) for p in mine}
         assert len(kinds) == 6, split  # 3 difficulties x (stdin, call-based)
-        assert all(len(p.solutions) >= 3 and len(p.inputs) >= 5 for p in mine)
+        assert all(len(p.inputs) >= 5 for p in mine)
+        # the train rewordings (REWORDINGS, below) carry the one program the demo teaches
+        many = [p for p in mine if split == "test" or p.problem_id < 24]
+        assert all(len(p.solutions) >= 3 for p in many)
 
 
 # The test problems that are close variants of a train problem (same task, same input and
@@ -98,6 +103,35 @@ def test_variants_reword_the_story_and_the_example_but_keep_the_format() -> None
         assert variant.difficulty == train.difficulty and variant.fn_name == train.fn_name, v
 
 
+# The train problems that reword a varied task (same format, starter code and program,
+# another story and example): train id -> its rewordings' train ids.
+REWORDINGS = {t: [24 + 3 * i, 25 + 3 * i, 26 + 3 * i] for i, t in enumerate(VARIANTS.values())}
+
+
+def test_train_rewordings_keep_the_format_and_teach_one_program_per_task() -> None:
+    problems, _ = load_problems(BUNDLED_APPS)
+    exp = load_experiment(find_config("experiments", "demo"))
+    train = [p for p in problems.values() if p.split == "train"]
+    assert len(train) == 48 and sorted(i for ids in REWORDINGS.values() for i in ids) == list(
+        range(24, 48)
+    )
+    picked = {
+        e["problem_id"]: e["output"]
+        for e in sft_examples(train, exp.prepare.max_per_problem, exp.prepare.seed)
+    }
+    for t, ids in REWORDINGS.items():
+        original = problems[("train", t)]
+        _, t_fmt, t_ex = _sections(original.question)
+        for r in ids:
+            rewording = problems[("train", r)]
+            story, fmt, ex = _sections(rewording.question)
+            assert fmt == t_fmt and rewording.starter_code == original.starter_code, r
+            assert ex != t_ex and story != _sections(original.question)[0], r
+            assert rewording.solutions[0] in original.solutions, r
+            # the demo's prepare (one solution per problem) gives every wording one program
+            assert picked[r] == picked[t], (t, r)
+
+
 @pytest.mark.slow
 def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     pytest.importorskip("llamafactory")
@@ -156,3 +190,24 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     for key in ("prepare", "train", "sample/base", "eval/sft", "report"):
         assert f"skip {key}: already done" in again.stderr
     assert "started" not in again.stderr
+
+
+@pytest.mark.slow
+def test_demo_fine_tuning_solves_variants_the_base_cannot(tmp_path: Path) -> None:
+    """The demo at its shipped size (~3 minutes on 2 cores): the random-init base solves
+    nothing, the fine-tuned model solves some of the test variants of train tasks."""
+    pytest.importorskip("llamafactory")
+    cmd = [sys.executable, "-m", "apps_hpc", "demo", "--root", str(tmp_path)]
+    run = subprocess.run([*cmd, "--cluster", "local"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    exp = tmp_path / "demo"
+    results = {}
+    for model in ("base", "sft"):
+        lines = (exp / "results" / f"{model}.jsonl").read_text().splitlines()
+        results[model] = {r["problem_id"]: r["c"] for r in map(json.loads, lines)}
+    assert set(results["base"].values()) == {0}
+    solved = {pid for pid, c in results["sft"].items() if c > 0}
+    assert solved & set(VARIANTS), results["sft"]
+    assert f"page: {exp / 'report' / 'index.html'}" in run.stdout
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert "only by sft: 0 " not in run.stdout, summary

@@ -106,17 +106,26 @@ def train_cmd(config: Path, sets: tuple[str, ...], force: bool) -> None:
 
 @click.command("tiny-model", context_settings=CONTEXT)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder.")
-def tiny_model_cmd(out: Path) -> None:
+@click.option(
+    "--hidden-size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Width (64; the demo builds 128, intermediate size twice the width).",
+)
+def tiny_model_cmd(out: Path, hidden_size: int | None) -> None:
     """Build a tiny random Llama + byte-level BPE tokenizer locally (deepseek-coder chat
     format, <|EOT|>), for tests and the laptop demo.
 
     \b
     Example:
-      apps-hpc tiny-model --out experiments/tiny-model
+      apps-hpc tiny-model --out experiments/tiny-model --hidden-size 128
     """
-    from apps_hpc.tiny_model import tiny_model
+    from apps_hpc.tiny_model import TinySpec, tiny_model
 
-    click.echo(str(tiny_model(out)))
+    spec = TinySpec()
+    if hidden_size:
+        spec = TinySpec(hidden_size=hidden_size, intermediate_size=2 * hidden_size)
+    click.echo(str(tiny_model(out, spec)))
 
 
 def _sampling_options(command: click.Command) -> click.Command:

@@ -135,52 +135,102 @@ def _failed(jobs: list[submitit.Job]) -> bool:
     return any(_job_failed(job) for job in jobs)
 
 
-def _run_in_order(launch: Launch, steps: list[Step]) -> dict[str, list[submitit.Job]]:
-    """The local executor knows no dependencies: start each step once its deps are done
-    (independent branches run at the same time); a failure cancels its dependants."""
-    jobs: dict[str, list[submitit.Job]] = {}
-    pending, failed, done = list(steps), set(), set()
-    started: dict[str, float] = {}
-    while pending:
-        for key, js in jobs.items():
-            if key not in done and key not in failed and _finished(js):
-                (failed if _failed(js) else done).add(key)
-                outcome = "FAILED, see " + str(js[0].paths.stdout) if key in failed else "done"
-                log.info(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
-        for step in list(pending):
-            if any(d in failed for d in step.deps):
-                failed.add(step.key)
-                pending.remove(step)
-                update_manifest(
-                    launch.root / "manifest.json",
-                    ["jobs", step.key],
-                    {
-                        "stage": step.stage,
-                        "state": "CANCELLED",
-                        "ids": [],
-                        "logs": [],
-                        "deps": step.deps,
-                        "progress": step.progress,
-                    },
-                )
-            elif all(d in done for d in step.deps):
-                pending.remove(step)
-                if all(d not in jobs for d in step.deps) and _done(step):
-                    done.add(step.key)
-                    _skip(launch, step)
-                    continue
-                jobs[step.key] = _submit_step(launch, step, None)
-                started[step.key] = time.monotonic()
-                _record(launch, step, jobs[step.key])
-                log.info(f"started {step.key} (log: {jobs[step.key][0].paths.stdout})")
-        time.sleep(0.2)
-    while not all(_finished(js) for js in jobs.values()):
-        time.sleep(0.2)
-    for key, js in jobs.items():
-        if key not in done and key not in failed:
-            outcome = "FAILED, see " + str(js[0].paths.stdout) if _failed(js) else "done"
-            log.info(f"[{time.monotonic() - started[key]:6.1f}s] {key}: {outcome}")
-    return jobs
+def fits(want: int, busy: int, capacity: int) -> bool:
+    """May a step asking `want` CPUs start while running steps hold `busy` of `capacity`?
+    One that asks for more than the machine has starts alone, when nothing else runs."""
+    return busy == 0 or busy + want <= capacity
+
+
+class _LocalRun:
+    """The local executor knows neither dependencies nor CPUs: start each step once its
+    deps are done and its CPUs (the profile's `cpus_per_node` is the machine) are free, so
+    independent branches share the cores instead of fighting over them; a failure cancels
+    its dependants."""
+
+    def __init__(self, launch: Launch, steps: list[Step]) -> None:
+        self.launch, self.pending = launch, list(steps)
+        self.jobs: dict[str, list[submitit.Job]] = {}
+        self.failed: set[str] = set()
+        self.done: set[str] = set()
+        self.started: dict[str, float] = {}
+        self.cpus: dict[str, int] = {}
+        self.checked: set[str] = set()
+        self.capacity = max(1, launch.profile.cpus_per_node)
+
+    def _want(self, step: Step) -> int:
+        res = stage_resources(step.stage, self.launch.profile, self.launch.gpus_per_model)
+        return res.cpus * len(step.cfgs)
+
+    def _busy(self) -> int:
+        running = set(self.jobs) - self.done - self.failed
+        return sum(self.cpus[key] for key in running)
+
+    def _collect(self) -> None:
+        for key, js in self.jobs.items():
+            if key not in self.done and key not in self.failed and _finished(js):
+                (self.failed if _failed(js) else self.done).add(key)
+                outcome = "FAILED, see " + str(js[0].paths.stdout) if key in self.failed else "done"
+                log.info(f"[{time.monotonic() - self.started[key]:6.1f}s] {key}: {outcome}")
+
+    def _cancel(self, step: Step) -> None:
+        self.failed.add(step.key)
+        self.pending.remove(step)
+        update_manifest(
+            self.launch.root / "manifest.json",
+            ["jobs", step.key],
+            {
+                "stage": step.stage,
+                "state": "CANCELLED",
+                "ids": [],
+                "logs": [],
+                "deps": step.deps,
+                "progress": step.progress,
+            },
+        )
+
+    def _skipped(self, step: Step) -> bool:
+        """Skip a step whose outputs are complete, when no dependency ran now (checked
+        once, when it becomes ready)."""
+        if step.key in self.checked:
+            return False
+        self.checked.add(step.key)
+        if any(d in self.jobs for d in step.deps) or not _done(step):
+            return False
+        self.pending.remove(step)
+        self.done.add(step.key)
+        _skip(self.launch, step)
+        return True
+
+    def _start(self, step: Step) -> None:
+        self.pending.remove(step)
+        self.cpus[step.key] = self._want(step)
+        self.jobs[step.key] = _submit_step(self.launch, step, None)
+        self.started[step.key] = time.monotonic()
+        _record(self.launch, step, self.jobs[step.key])
+        log.info(f"started {step.key} (log: {self.jobs[step.key][0].paths.stdout})")
+
+    def _step(self) -> None:
+        """Cancel the dependants of failures, skip what is done, start ready steps in plan
+        order while their CPUs fit (first come, first served: no step is overtaken)."""
+        self._collect()
+        for step in list(self.pending):
+            if any(d in self.failed for d in step.deps):
+                self._cancel(step)
+            elif not all(d in self.done for d in step.deps) or self._skipped(step):
+                continue
+            elif fits(self._want(step), self._busy(), self.capacity):
+                self._start(step)
+            else:
+                break
+
+    def run(self) -> dict[str, list[submitit.Job]]:
+        while self.pending:
+            self._step()
+            time.sleep(0.2)
+        while not all(_finished(js) for js in self.jobs.values()):
+            time.sleep(0.2)
+        self._collect()
+        return self.jobs
 
 
 def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
@@ -190,7 +240,7 @@ def submit(launch: Launch, steps: list[Step]) -> dict[str, list[str]]:
         return {}
     launch.root.mkdir(parents=True, exist_ok=True)
     if launch.profile.executor == "local":
-        jobs = _run_in_order(launch, steps)
+        jobs = _LocalRun(launch, steps).run()
     else:
         jobs = _submit_chained(launch, steps)
     ids = {key: [str(j.job_id) for j in js] for key, js in jobs.items()}

@@ -3,8 +3,10 @@
 - `vllm`: the production engine (the container's pinned vLLM 0.4.0.post1), imported
   lazily; requests go to `LLMEngine.add_request` with a per-problem seed and come back
   one finished problem at a time from `LLMEngine.step()`.
-- `transformers`: CPU (tests, the laptop demo): `generate` with sampling, one problem at
-  a time, `torch.manual_seed(problem seed)` first.
+- `transformers`: CPU (tests, the laptop demo) or a GPU without vLLM: `batch_prompts`
+  problems decoded together with one KV cache, each completion drawing from its own
+  generator seeded from its problem's seed (`apps_hpc.sample.decode`), so a problem's
+  completions do not depend on its batch.
 
 The keyword arguments each engine passes are built by pure functions
 (`vllm_llm_kwargs`, `vllm_sampling_kwargs`), which the tests check against the
@@ -50,6 +52,7 @@ class EngineOptions:
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.9
     device: str = "auto"  # transformers: cpu, cuda or auto
+    batch_prompts: int = 4  # transformers: problems decoded together (x n completions)
 
 
 def vllm_llm_kwargs(opts: EngineOptions) -> dict[str, Any]:
@@ -112,42 +115,39 @@ class TransformersEngine:
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from apps_hpc.sample import decode
         except ImportError:
             raise AppsHpcError("the transformers engine needs apps-hpc[train]") from None
-        self.torch, self.opts = torch, opts
+        self.decode, self.opts = decode, opts
         device = opts.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
         self.tok = AutoTokenizer.from_pretrained(opts.model)
         self.model = AutoModelForCausalLM.from_pretrained(opts.model).to(device).eval()
-        self.eot = self.tok.convert_tokens_to_ids(EOT)
-        if self.eot is None or self.eot == self.tok.unk_token_id:
-            self.eot = self.tok.eos_token_id
+        eot = self.tok.convert_tokens_to_ids(EOT)
+        if eot is None or eot == self.tok.unk_token_id:
+            eot = self.tok.eos_token_id
+        s = opts.sampling
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else eot
+        self.settings = decode.DecodeSettings(s.n, s.max_tokens, s.temperature, s.top_p, eot, pad)
 
-    def _one(self, req: Request) -> Generation:
-        s = self.opts.sampling
-        self.torch.manual_seed(req.seed)
-        enc = self.tok(req.prompt, return_tensors="pt").to(self.device)
-        with self.torch.no_grad():
-            out = self.model.generate(
-                **enc,
-                do_sample=True,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                max_new_tokens=s.max_tokens,
-                num_return_sequences=s.n,
-                eos_token_id=self.eot,
-                pad_token_id=self.tok.pad_token_id or self.eot,
-            )
-        rows = out[:, enc["input_ids"].shape[1] :].tolist()
-        rows = [row[: row.index(self.eot) + 1] if self.eot in row else row for row in rows]
-        texts = self.tok.batch_decode(rows, skip_special_tokens=True)
-        return Generation(texts, sum(len(row) for row in rows))
+    def _batch(self, batch: list[Request]) -> list[Generation]:
+        prompt_ids = [self.tok(req.prompt)["input_ids"] for req in batch]
+        seeds = [req.seed for req in batch]
+        done = self.decode.decode(self.model, prompt_ids, seeds, self.settings)
+        return [
+            Generation(self.tok.batch_decode(rows, skip_special_tokens=True), sum(map(len, rows)))
+            for rows in done
+        ]
 
     def generate(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
-        for req in requests:
-            yield req, self._one(req)
+        """Requests `batch_prompts` at a time, in order; each yielded when its batch ends."""
+        pending = list(requests)
+        size = max(1, self.opts.batch_prompts)
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            yield from zip(batch, self._batch(batch), strict=True)
 
 
 def make_engine(name: str, opts: EngineOptions) -> Engine:

@@ -16,6 +16,7 @@ from apps_hpc.errors import AppsHpcError
 from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resources
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
+from apps_hpc.launch.submit import fits
 from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args
 from tests.helpers import run_cli as _cli
 
@@ -232,6 +233,16 @@ def test_pipeline_on_the_local_executor(
         "eval/sft",
         "report",
     ]
+    # The local profile's 2 CPUs are the machine and each step asks for both: the
+    # independent train and sample/base branches take turns, they do not share the cores.
+    timing = json.loads((exp / "manifest.json").read_text())["timing"]
+    train, base = (next(iter(timing[key].values())) for key in ("train", "sample/base"))
+    assert base["started"] >= train["ended"] or train["started"] >= base["ended"]
+
+
+def test_a_local_step_starts_when_its_cpus_fit() -> None:
+    assert fits(2, 0, 2) and fits(1, 1, 2) and fits(8, 0, 2)  # alone, even if too big
+    assert not fits(2, 2, 2) and not fits(2, 1, 2)
 
 
 @pytest.mark.slow
