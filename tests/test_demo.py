@@ -44,17 +44,18 @@ def test_bundled_mini_apps_covers_both_formats_and_all_difficulties() -> None:
 VARIANTS = {12: 0, 13: 2, 14: 4, 15: 6, 16: 10, 17: 14, 18: 17, 19: 23}
 
 
-def _evaluate(tmp_path: Path, codes: dict[int, list[str]]) -> dict[int, dict]:
-    """Run `codes` (test problem id -> programs) through `apps-hpc eval --all-tests`."""
-    problems, _ = load_problems(BUNDLED_APPS / "test.jsonl")
+def _evaluate(tmp_path: Path, codes: dict[int, list[str]], split: str = "test") -> dict[int, dict]:
+    """Run `codes` (problem id -> programs) through `apps-hpc eval --all-tests`."""
+    rows = BUNDLED_APPS / f"{split}.jsonl"
+    problems, _ = load_problems(rows)
     samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
     samples.write_text(
         "".join(
             json.dumps(
                 {
                     "problem_id": pid,
-                    "split": "test",
-                    "difficulty": problems[("test", pid)].difficulty,
+                    "split": split,
+                    "difficulty": problems[(split, pid)].difficulty,
                     "codes": programs,
                 }
             )
@@ -63,15 +64,17 @@ def _evaluate(tmp_path: Path, codes: dict[int, list[str]]) -> dict[int, dict]:
         )
     )
     args = ["eval", "-q", "--all-tests", "--samples", str(samples)]
-    args += ["--apps", str(BUNDLED_APPS / "test.jsonl"), "--out", str(out)]
+    args += ["--apps", str(rows), "--out", str(out)]
     subprocess.run([sys.executable, "-m", "apps_hpc", *args], check=True)
     return {r["problem_id"]: r for r in map(json.loads, out.read_text().splitlines())}
 
 
-def test_bundled_solutions_pass_their_tests(tmp_path: Path) -> None:
-    problems, _ = load_problems(BUNDLED_APPS / "test.jsonl")
-    results = _evaluate(tmp_path, {p.problem_id: p.solutions for p in problems.values()})
-    assert len(results) == len(problems) == 20
+@pytest.mark.parametrize("split, count", [("test", 20), ("train", 48)])
+def test_bundled_solutions_pass_their_tests(tmp_path: Path, split: str, count: int) -> None:
+    problems, _ = load_problems(BUNDLED_APPS / f"{split}.jsonl")
+    codes = {p.problem_id: p.solutions for p in problems.values()}
+    results = _evaluate(tmp_path, codes, split)
+    assert len(results) == len(problems) == count
     assert all(r["c"] == r["n"] == len(r["verdicts"]) for r in results.values())
 
 
