@@ -19,6 +19,8 @@ SMALL = [
     "--set",
     "train.overrides.max_steps=4",
     "--set",
+    "train.overrides.logging_steps=2",  # a loss to plot within 4 steps
+    "--set",
     "sample.n=2",
     "--set",
     "sample.max_tokens=16",
