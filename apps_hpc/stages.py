@@ -93,7 +93,7 @@ _ALL = (
         "nodes",
         lambda exp: {"trainer_log": str(exp.train_dir / "trainer_log.jsonl")},
         done="apps_hpc.train:is_done",
-        summary="full SFT with llamafactory-cli (FORCE_TORCHRUN, resumes)",
+        summary="full SFT with llamafactory-cli (torchrun when distributed, resumes)",
     ),
     Stage(
         "sample",

@@ -5,8 +5,9 @@
 
 The rendered `llamafactory.yaml` is the shipped YAML with the paths filled in
 (model, dataset_dir, output_dir, deepspeed) and the experiment's overrides applied last;
-the overrides are also recorded in `overrides.json`. The run uses `FORCE_TORCHRUN=1` with
-NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT from the SLURM job when there is one. A requeued
+the overrides are also recorded in `overrides.json`. A distributed or DeepSpeed run uses
+`FORCE_TORCHRUN=1` with NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT from the SLURM job when
+there is one; a single process without DeepSpeed trains in llamafactory-cli's process. A requeued
 or re-run job resumes from the newest `checkpoint-*`. The loss plot and final metrics are
 copied into `<experiment>/report/`.
 """
@@ -116,12 +117,23 @@ def launch_env(exp: Experiment, environ: dict[str, str] | None = None) -> dict[s
     """The environment `llamafactory-cli train` runs with."""
     env = dict(os.environ if environ is None else environ)
     env.update(rendezvous(env))
-    env["FORCE_TORCHRUN"] = "1"
     bindir = str(Path(sys.executable).parent)  # torchrun lives beside this Python
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")]).rstrip(os.pathsep)
     env.setdefault("NPROC_PER_NODE", str(exp.train.nproc_per_node or _local_devices()))
     env.setdefault("LOCAL_SIZE", env["NPROC_PER_NODE"])  # else DeepSpeed on CPU calls numactl
+    if needs_torchrun(exp, env):
+        env["FORCE_TORCHRUN"] = "1"
+    else:
+        env.pop("FORCE_TORCHRUN", None)
     return env
+
+
+def needs_torchrun(exp: Experiment, env: dict[str, str]) -> bool:
+    """Several processes, or DeepSpeed, go through torchrun; one process without DeepSpeed
+    trains inside llamafactory-cli's own process (torchrun would start and import
+    everything a second time: ~10 s of the CPU demo)."""
+    world = int(env.get("NNODES", "1") or 1) * int(env["NPROC_PER_NODE"])
+    return world > 1 or bool(exp.train.deepspeed)
 
 
 def _local_devices() -> int:

@@ -100,6 +100,14 @@ def test_two_node_job_gets_rank_variables() -> None:
     assert rendezvous(slurm | {"SLURM_NODEID": "0"})["MASTER_ADDR"] == "gpu07"
 
 
+def test_one_process_without_deepspeed_skips_torchrun() -> None:
+    one = load_experiment(EXP_YAML, parse_sets(["train.nproc_per_node=1", "train.deepspeed=null"]))
+    env = launch_env(one, {"PATH": "/usr/bin", "FORCE_TORCHRUN": "1"})
+    assert "FORCE_TORCHRUN" not in env and env["NPROC_PER_NODE"] == "1"
+    with_ds = load_experiment(EXP_YAML, parse_sets(["train.nproc_per_node=1"]))
+    assert with_ds.train.deepspeed and launch_env(with_ds, {"PATH": "/usr/bin"})["FORCE_TORCHRUN"]
+
+
 def test_first_host_of_slurm_node_lists() -> None:
     assert first_host("gpu[03-05,9],cpu1") == "gpu03"
     assert first_host("a1,a2") == "a1"

@@ -94,7 +94,7 @@ def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
 @sets_option()
 @force_option()
 def train_cmd(config: Path, sets: tuple[str, ...], force: bool) -> None:
-    """Fine-tune with `llamafactory-cli train` (FORCE_TORCHRUN, resumes from checkpoints).
+    """Fine-tune with `llamafactory-cli train` (torchrun when distributed; resumes).
 
     \b
     Example:
