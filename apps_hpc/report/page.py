@@ -211,9 +211,11 @@ def training_section(inp: PageInput) -> str:
     if not logs:
         return '<section id="training"><h2>Training</h2><p>No training log.</p></section>'
     last = logs[-1]
+    epoch = last.get("epoch")
+    epoch = f"{epoch:.2f}" if isinstance(epoch, float) else epoch  # not 33.333333333333336
     facts = (
         f"{len(logs)} logged steps; last: step {last.get('current_steps')} of "
-        f"{last.get('total_steps')}, loss {last.get('loss')}, epoch {last.get('epoch')}, "
+        f"{last.get('total_steps')}, loss {last.get('loss')}, epoch {epoch}, "
         f"elapsed {last.get('elapsed_time')}"
     )
     image = _images({"training loss per logged step": inp.loss_png}) if inp.loss_png else ""

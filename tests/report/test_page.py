@@ -43,7 +43,7 @@ def test_page_is_self_contained_and_its_tables_need_no_script(page: Path) -> Non
             low, high = model[group]["pass@1_ci"]
             assert f'{value:.4f}</span> <span class="ci">[{low:.4f}, {high:.4f}]' in html
     assert "Δ sft − base over 30 common problems" in html
-    assert "loss 0.15" in html
+    assert "loss 0.15" in html and "epoch 2.00," in html  # an epoch float, rounded
     # what ran: the run records StageTask wrote (tests/report/test_timing.py: each fact)
     assert "<td>lock hash</td><td><code>2b5720b976c4eb65</code></td>" in html
     assert "<td>git commit</td><td><code>abc1234, clean (from APPS_HPC_GIT_SHA)" in html
