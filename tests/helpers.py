@@ -65,3 +65,16 @@ def pipeline_args(root: Path, model: Path | None = None, apps: Path | None = Non
     if apps is not None:
         args += ["--set", f"apps={apps}"]
     return args
+
+
+def apps_row(inputs: list, outputs: list, problem_id: int = 0) -> dict:
+    """A minimal standard-input APPS row (codeparrot schema) with these tests."""
+    return {
+        "problem_id": problem_id,
+        "question": "q",
+        "solutions": "[]",
+        "url": "",
+        "starter_code": "",
+        "difficulty": "interview",
+        "input_output": json.dumps({"inputs": inputs, "outputs": outputs}),
+    }

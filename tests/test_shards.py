@@ -57,21 +57,19 @@ def test_merge_samples_joins_complete_shards(samples_folder: Path) -> None:
     assert [json.loads(x)["problem_id"] for x in merged.read_text().splitlines()] == [1, 2, 3]
 
 
-def test_merge_samples_refuses_a_problem_twice(samples_folder: Path) -> None:
+@pytest.mark.parametrize(
+    "ids, message",
+    [([2, 3], "problem test/3 appears twice"), ([2, 2], "test/2")],  # across shards, in one
+)
+def test_merge_samples_refuses_a_problem_twice(
+    samples_folder: Path, ids: list[int], message: str
+) -> None:
     second = samples_folder / "shard-00001-of-00002.jsonl"
-    _lines(second, [_sample(2), _sample(3)])
+    _lines(second, [_sample(i) for i in ids])
     prompts = samples_folder.parents[1] / "prompts.jsonl"
     r = run_cli("merge-samples", str(samples_folder), "--prompts", str(prompts))
-    _one_error_line(r, str(second), "problem test/3 appears twice")
+    _one_error_line(r, str(second), message)
     assert not samples_folder.with_suffix(".jsonl").exists()
-
-
-def test_merge_samples_refuses_a_problem_twice_in_one_shard(samples_folder: Path) -> None:
-    second = samples_folder / "shard-00001-of-00002.jsonl"
-    _lines(second, [_sample(2), _sample(2)])
-    prompts = samples_folder.parents[1] / "prompts.jsonl"
-    r = run_cli("merge-samples", str(samples_folder), "--prompts", str(prompts))
-    _one_error_line(r, str(second), "test/2")
 
 
 def test_merge_samples_refuses_a_problem_not_in_the_prompts(samples_folder: Path) -> None:

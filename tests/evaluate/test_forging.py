@@ -22,7 +22,7 @@ from apps_hpc.evaluate import wire
 from apps_hpc.evaluate.semantics import Outcome, judge
 from apps_hpc.records import Verdict
 from tests.evaluate.test_isolation import ROOT, _uid_processes_since
-from tests.helpers import FAST_LIMITS, run_one
+from tests.helpers import FAST_LIMITS, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
 SECRET = "forge-secret-7f3a9c"
@@ -163,15 +163,7 @@ def test_an_unknown_record_is_a_runtime_error() -> None:
 
 
 def _write_problem(work: Path) -> None:
-    row = {
-        "problem_id": 0,
-        "question": "q",
-        "solutions": "[]",
-        "url": "",
-        "starter_code": "",
-        "difficulty": "interview",
-        "input_output": json.dumps({"inputs": INPUTS, "outputs": OUTPUTS}),
-    }
+    row = apps_row(INPUTS, OUTPUTS)
     codes = [code for code, _ in FORGERIES.values()]
     sample = {"problem_id": 0, "split": "test", "difficulty": "interview", "model": "forger"}
     (work / "test.jsonl").write_text(json.dumps(row) + "\n")

@@ -18,7 +18,7 @@ import pytest
 
 from apps_hpc.evaluate.namespaces import covering, id_maps
 from apps_hpc.records import Verdict
-from tests.helpers import REPO, run_one
+from tests.helpers import REPO, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
 ROOT = os.geteuid() == 0
@@ -169,18 +169,7 @@ def _write_inputs(work: Path, victim: int) -> dict[int, set[str]]:
     programs = {name: (code, {"pass"}) for name, code in CONTAINED.items()} | ATTACKS
     allowed, rows, samples = {}, [], []
     for pid, (code, verdicts) in enumerate(programs.values()):
-        io_ = {"inputs": ["x\n"], "outputs": [OK + "\n"]}
-        rows.append(
-            {
-                "problem_id": pid,
-                "question": "q",
-                "solutions": "[]",
-                "url": "",
-                "input_output": json.dumps(io_),
-                "difficulty": "interview",
-                "starter_code": "",
-            }
-        )
+        rows.append(apps_row(["x\n"], [OK + "\n"], pid))
         samples.append(
             {
                 "problem_id": pid,
@@ -270,15 +259,7 @@ def test_unprivileged_evaluator_contains_hostile_programs(workdir: Path) -> None
 
 def _tiny_problem(work: Path) -> list[str]:
     """One standard-input problem, a right and a wrong program; the eval options."""
-    row = {
-        "problem_id": 0,
-        "question": "q",
-        "solutions": "[]",
-        "url": "",
-        "starter_code": "",
-        "difficulty": "interview",
-        "input_output": json.dumps({"inputs": ["2\n"], "outputs": ["4\n"]}),
-    }
+    row = apps_row(["2\n"], ["4\n"])
     sample = {
         "problem_id": 0,
         "split": "test",
