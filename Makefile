@@ -38,7 +38,7 @@ demo: install  ## the whole experiment on this machine: tiny model, CPU, local e
 #   python3 -m pip install -e '.[train]' && make gpu-check GPU_PYTHON=python3
 GPU_PYTHON ?= $(BIN)/python
 gpu-check:  ## what runs on one CUDA GPU without the container; says "skipped" without one
-	$(GPU_PYTHON) -m apps_hpc.gpu_check
+	$(GPU_PYTHON) -m apps_hpc.tools.gpu_check
 
 bench: install  ## evaluator vs. a python3-per-test baseline on ../shared/apps
 	$(BIN)/python benchmarks/eval_throughput.py

@@ -50,12 +50,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apps_hpc.apps import Problem, load_problems
+from apps_hpc.core.apps import Problem, load_problems
+from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import Outcome, collapse
-from apps_hpc.records import Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_APPS = Path(__file__).resolve().parents[2] / "shared" / "apps"

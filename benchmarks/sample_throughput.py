@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.apps import load_problems
-from apps_hpc.prepare import prompt_records
-from apps_hpc.prompts import chat_prompt
+from apps_hpc.core.apps import load_problems
+from apps_hpc.core.prompts import chat_prompt
+from apps_hpc.core.shards import problem_seed
+from apps_hpc.prepare.stage import prompt_records
 from apps_hpc.sample.engines import EngineOptions, Request, Sampling, make_engine
-from apps_hpc.shards import problem_seed
 
 SHARED_APPS = Path(__file__).resolve().parents[2] / "shared" / "apps"
 
@@ -50,7 +50,7 @@ def _device(engine: str) -> str:
 def _model(args: argparse.Namespace) -> str:
     if args.model:
         return args.model
-    from apps_hpc.tiny_model import tiny_model
+    from apps_hpc.tools.tiny_model import tiny_model
 
     return str(tiny_model(Path(tempfile.mkdtemp(prefix="tiny-model-"))))
 

@@ -40,7 +40,7 @@ def pool_all_tests() -> Iterator[EvalPool]:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model and tokenizer, built locally once per session (needs [train])."""
     pytest.importorskip("transformers", reason="the tiny model needs the train extra")
-    from apps_hpc.tiny_model import tiny_model
+    from apps_hpc.tools.tiny_model import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("tiny-model"))
 

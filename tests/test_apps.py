@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.apps import load_problems, split_from_name
-from apps_hpc.errors import AppsHpcError, DataError
+from apps_hpc.core.apps import load_problems, split_from_name
+from apps_hpc.core.errors import AppsHpcError, DataError
 
 GOOD = {
     "problem_id": 7,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from apps_hpc.cli import cli
-from apps_hpc.stages import STAGES
+from apps_hpc.experiment.registry import STAGES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "apps_hpc"
 MAX_FUNCTION_LINES = 60
@@ -79,6 +79,67 @@ def test_no_import_cycle_inside_the_package() -> None:
     graph = import_graph()
     assert "apps_hpc.cli.common" in graph["apps_hpc.cli"]  # the graph sees real edges
     assert find_cycle(graph) is None
+
+
+# The layers, lowest first: a module imports only from its own layer or a lower one.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core", ("apps_hpc", "apps_hpc.core", "apps_hpc.hub.paths")),
+    ("provenance", ("apps_hpc.provenance", "apps_hpc.hub")),
+    (
+        "stages",
+        (
+            "apps_hpc.prepare",
+            "apps_hpc.train",
+            "apps_hpc.sample",
+            "apps_hpc.evaluate",
+            "apps_hpc.report",
+        ),
+    ),
+    ("experiment", ("apps_hpc.experiment",)),
+    ("launch", ("apps_hpc.launch", "apps_hpc.tools")),
+    ("cli", ("apps_hpc.cli", "apps_hpc.__main__")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest prefix that names `module` (a package or the module)."""
+    best, level = "", -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, level = prefix, index
+    assert level >= 0, f"{module} is in no layer: add it to LAYERS"
+    return level
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{name} ({LAYERS[layer_of(name)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
+        for name, deps in sorted(graph.items())
+        for dep in sorted(deps)
+        if layer_of(dep) > layer_of(name)
+    ]
+
+
+def test_the_layer_rule_finds_an_upward_import() -> None:
+    graph = {"apps_hpc.core.records": {"apps_hpc.sample.stage"}, "apps_hpc.sample.stage": set()}
+    assert layer_violations(graph) == [
+        "apps_hpc.core.records (core) imports apps_hpc.sample.stage (stages)"
+    ]
+    assert layer_of("apps_hpc.hub.paths") == 0 and layer_of("apps_hpc.hub.fetch") == 1
+
+
+def test_imports_only_point_down_the_layers() -> None:
+    """cli -> launch/tools -> experiment -> stages -> provenance/hub -> core: the core
+    imports no stage, launch or CLI; a stage imports no launch, tool or CLI."""
+    graph = import_graph()
+    assert {layer_of(name) for name in graph} == set(range(len(LAYERS)))
+    assert layer_violations(graph) == []
+
+
+def test_the_package_root_holds_only_subpackages() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py"], loose
 
 
 def test_no_function_over_sixty_lines() -> None:

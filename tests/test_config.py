@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.config import PACKAGE_CONFIGS, find_config, load_experiment
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.config import PACKAGE_CONFIGS, find_config, load_experiment
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch.profiles import load_profile
 from tests.helpers import run_cli
 

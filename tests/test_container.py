@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc import identity
-from apps_hpc.doctor import lock_versions
+from apps_hpc.provenance import identity
+from apps_hpc.tools.doctor import lock_versions
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -62,7 +62,7 @@ def test_apptainer_definitions_match_versions_env() -> None:
 
 
 def test_the_image_tells_jobs_what_it_is() -> None:
-    """The variables apps_hpc/identity.py reads are set by the Dockerfile from build
+    """The variables apps_hpc/provenance/identity.py reads are set by the Dockerfile from build
     arguments `make image` passes, declared after the last RUN (a changed build argument
     busts the cache of every RUN after it: a new commit must rebuild only the last layer)."""
     dockerfile = (DOCKER / "Dockerfile").read_text()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.apps import load_problems
-from apps_hpc.config import find_config, load_experiment
-from apps_hpc.demo import BUNDLED_APPS
-from apps_hpc.prepare import sft_examples
+from apps_hpc.core.apps import load_problems
+from apps_hpc.core.config import find_config, load_experiment
+from apps_hpc.prepare.stage import sft_examples
+from apps_hpc.tools.demo import BUNDLED_APPS
 
 SMALL = [
     "--set",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.demo import BUNDLED_APPS
+from apps_hpc.tools.demo import BUNDLED_APPS
 from tests.fake_hub import FakeHub, Repo
 from tests.helpers import REPO, run_cli
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.gpu_check import Step, cuda_gpus, main, run_step
+from apps_hpc.tools.gpu_check import Step, cuda_gpus, main, run_step
 from tests.helpers import REPO
 
 

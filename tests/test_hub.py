@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc import hub
-from apps_hpc.config import load_experiment, parse_sets
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.config import load_experiment, parse_sets
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.evaluate.stage import EvalConfig
-from apps_hpc.stage_configs import absolute_config, eval_config, prepare_config
+from apps_hpc.experiment.lifecycle import resolve
+from apps_hpc.experiment.stage_configs import eval_config, prepare_config
+from apps_hpc.hub import paths as hub
 
 
 def test_hub_ids_and_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,7 +93,7 @@ def test_command_line_paths_are_made_absolute(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = EvalConfig(samples=Path("s.jsonl"), apps=Path("codeparrot/apps"), out=Path("r/o.jsonl"))
-    cfg = absolute_config(cfg)
+    cfg = resolve(cfg)
     assert cfg.samples == tmp_path / "s.jsonl" and cfg.out == tmp_path / "r" / "o.jsonl"
     assert cfg.apps == Path("codeparrot/apps")  # a hub id stays one
-    assert os.path.isabs(absolute_config(EvalConfig(Path("s"), Path("./a"), Path("o"))).apps)
+    assert os.path.isabs(resolve(EvalConfig(Path("s"), Path("./a"), Path("o"))).apps)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc import identity
-from apps_hpc.hub import DATASET, MODEL
-from apps_hpc.provenance import file_digest
+from apps_hpc.hub.paths import DATASET, MODEL
+from apps_hpc.provenance import identity
+from apps_hpc.provenance.stamps import file_digest
 
 IMAGE_ENV = {
     "APPS_HPC_GIT_SHA": "0123abc",
@@ -122,7 +122,7 @@ def test_the_lock_hash_is_the_lock_files_digest_unless_the_image_says(
 
 def test_versions_come_without_importing_torch() -> None:
     code = (
-        "import sys, apps_hpc.identity as i; sw = i.software(); "
+        "import sys, apps_hpc.provenance.identity as i; sw = i.software(); "
         "print(sorted(sw['packages']), 'torch' in sys.modules, 'vllm' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

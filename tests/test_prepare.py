@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.apps import Problem
-from apps_hpc.prepare import PrepareConfig, prepare, prompt_records, sft_examples
-from apps_hpc.prompts import (
+from apps_hpc.core.apps import Problem
+from apps_hpc.core.prompts import (
     CALL_FORMAT,
     STDIN_FORMAT,
     answer,
@@ -19,6 +18,7 @@ from apps_hpc.prompts import (
     normalize_code,
     user_prompt,
 )
+from apps_hpc.prepare.stage import PrepareConfig, prepare, prompt_records, sft_examples
 from tests.helpers import run_cli
 
 

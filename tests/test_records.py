@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.errors import DataError
-from apps_hpc.records import AppendLog, read_results, read_samples
+from apps_hpc.core.errors import DataError
+from apps_hpc.core.records import AppendLog, read_results, read_samples
 
 
 def test_append_and_reopen(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from apps_hpc.config import find_config, load_experiment, parse_sets
-from apps_hpc.demo import BUNDLED_APPS
-from apps_hpc.resolved import check_resolved
+from apps_hpc.core.config import find_config, load_experiment, parse_sets
+from apps_hpc.provenance.resolved import check_resolved
+from apps_hpc.tools.demo import BUNDLED_APPS
 from tests.helpers import CPU_EXPERIMENT, pipeline_args, run_cli
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apps_hpc.config import REPO_ROOT, load_experiment, parse_sets
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.schedenv import first_host, rendezvous
-from apps_hpc.train import launch_env, newest_checkpoint, render
+from apps_hpc.core.config import REPO_ROOT, load_experiment, parse_sets
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schedenv import first_host, rendezvous
+from apps_hpc.train.stage import launch_env, newest_checkpoint, render
 from tests.helpers import run_cli as _cli
 
 LF_YAML = REPO_ROOT / "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.config import load_experiment, parse_sets
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.config import load_experiment, parse_sets
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.typed import slurm_minutes
 from apps_hpc.launch.profiles import load_profile
-from apps_hpc.typed import slurm_minutes
 from tests.helpers import REPO, run_cli
 
 SLURM_DEFAULT = REPO / "configs" / "clusters" / "slurm-default.yaml"

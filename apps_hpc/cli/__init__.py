@@ -11,8 +11,8 @@ import click
 from apps_hpc import __version__
 from apps_hpc.cli import ops_cmds, result_cmds, stage_cmds, submit_cmds
 from apps_hpc.cli.common import CONTEXT
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.logs import level_for, setup_logging
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.logs import level_for, setup_logging
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 

@@ -13,16 +13,16 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 LAUNCH_KEY = "apps_hpc.launch"  # set by the `submit` variant of a stage command
 
 
-def launching() -> bool:
-    return LAUNCH_KEY in click.get_current_context().meta
-
-
-def recorded_in(exp: Any, config: Path | None, step: str) -> tuple[Path, str] | None:
+def recorded_in(exp: Any, config: Path | None, step: str) -> Any:
     """Where a stage command run directly records what ran it: the experiment's
     manifest.json, under `step` as the pipeline names it (prepare, train, sample/<model>),
-    when the command was given an experiment (--config); None without one (a command of
-    file paths only, or the default experiment, has no manifest of its own)."""
-    return (exp.dir / "manifest.json", step) if config is not None else None
+    task direct-<host>-<pid>, when the command was given an experiment (--config); None
+    without one (a command of file paths only, or the default experiment, has no manifest
+    of its own)."""
+    from apps_hpc.experiment.lifecycle import Record
+    from apps_hpc.provenance.identity import direct_task
+
+    return Record(exp.dir / "manifest.json", step, direct_task()) if config else None
 
 
 def dispatch(
@@ -30,40 +30,28 @@ def dispatch(
     cfg: Any,
     show: Callable[[Path], None] | None = None,
     hub_dir: Path | None = None,
-    record: tuple[Path, str] | None = None,
+    record: Any = None,
 ) -> None:
     """Run the stage here and `show` what it produced (default: its path), or, under
     `apps-hpc submit`, send it to the cluster and print the job ids. Either way the
-    config's paths are made absolute first, and the stage runs offline with `hub_dir`
-    (default: the default experiment's, ./experiments/hub) as HF_HOME. Run here with
-    `record` (manifest, step; see `recorded_in`), what ran it is written to the manifest's
+    config's paths are resolved first (`experiment.lifecycle`), and the stage runs offline
+    with `hub_dir` (default: the default experiment's, ./experiments/hub) as HF_HOME. Run
+    here with `record` (see `recorded_in`), what ran it is written to the manifest's
     run/<step>/direct-<host>-<pid> first, as a job of `apps-hpc submit` writes its own."""
-    from apps_hpc.config import Experiment
-    from apps_hpc.stage_configs import absolute_config
+    from apps_hpc.core.config import Experiment
+    from apps_hpc.experiment import lifecycle
 
-    cfg = absolute_config(cfg)
     hub_dir = (hub_dir or Experiment().hub_dir).absolute()
     options = click.get_current_context().meta.get(LAUNCH_KEY)
     if options is None:
-        result = _run_here(stage, cfg, hub_dir, record)
+        result = lifecycle.run_here(stage, cfg, hub_dir, record)
         (show or (lambda p: click.echo(str(p))))(result)
         return
     from apps_hpc.launch.cli_support import submit_stage
 
+    cfg = lifecycle.resolve(cfg)
     for key, ids in submit_stage(stage, cfg, hub_dir=hub_dir, **options).items():
         click.echo(f"{key}: {' '.join(ids)}")
-
-
-def _run_here(stage: str, cfg: Any, hub_dir: Path, record: tuple[Path, str] | None) -> Path:
-    from apps_hpc.hub import apply_offline
-    from apps_hpc.identity import direct_task, record_run
-    from apps_hpc.stages import run_stage
-
-    apply_offline(hub_dir)
-    if record is not None:
-        manifest, step = record
-        record_run(manifest.absolute(), step, direct_task(), stage, cfg)
-    return run_stage(stage, cfg)
 
 
 def parse_ks(value: str) -> tuple[int, ...]:
@@ -101,20 +89,6 @@ def force_option() -> Callable[[Any], Any]:
         help="Go on although the config differs from <experiment>/experiment.yaml "
         "(recorded in manifest.json); what the change touches is redone.",
     )
-
-
-def experiment(config: Path | None, sets: Any = (), force: bool = False) -> Any:
-    """The experiment of --config/--set, checked against its resolved experiment.yaml
-    (written by the first stage started; a difference stops us unless --force)."""
-    import dataclasses
-
-    from apps_hpc.config import load_experiment, parse_sets
-    from apps_hpc.resolved import check_resolved
-
-    exp = load_experiment(config, parse_sets(sets))
-    if config is not None:
-        check_resolved(exp, force)
-    return dataclasses.replace(exp, force=force)
 
 
 def quiet_option() -> Callable[[Any], Any]:

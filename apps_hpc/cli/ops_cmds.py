@@ -14,7 +14,7 @@ from apps_hpc.cli.common import CONTEXT, force_option
 def _experiment_dir(target: str) -> Path:
     path = Path(target)
     if path.suffix in (".yaml", ".yml") and path.is_file():
-        from apps_hpc.config import load_experiment
+        from apps_hpc.core.config import load_experiment
 
         return load_experiment(path).dir
     return path
@@ -59,7 +59,7 @@ def experiment_path_cmd(config: Path, key: str | None) -> None:
     Example:
       apps-hpc experiment-path --config configs/experiments/dscoder_apps.yaml
     """
-    from apps_hpc.config import load_experiment
+    from apps_hpc.core.config import load_experiment
 
     exp = load_experiment(config)
     value: Any = exp.dir.resolve() if key is None else exp
@@ -105,11 +105,11 @@ def doctor_cmd(
     """
     import os
 
-    from apps_hpc.doctor import doctor
+    from apps_hpc.tools.doctor import doctor
 
     extra = []
     if config is not None:
-        from apps_hpc.config import load_experiment, parse_sets
+        from apps_hpc.core.config import load_experiment, parse_sets
         from apps_hpc.launch.preflight import pipeline_checks
         from apps_hpc.launch.profiles import load_profile
 
@@ -137,8 +137,8 @@ def fetch_cmd(config: Path, sets: tuple[str, ...]) -> None:
     Example:
       apps-hpc fetch --config configs/experiments/dscoder_apps.yaml
     """
-    from apps_hpc.config import load_experiment, parse_sets
-    from apps_hpc.fetch import fetch
+    from apps_hpc.core.config import load_experiment, parse_sets
+    from apps_hpc.hub.fetch import fetch
 
     fetch(load_experiment(config, parse_sets(sets)), click.echo)
 
@@ -181,7 +181,7 @@ def demo_cmd(
     Example:
       apps-hpc demo                      # or: make demo
     """
-    from apps_hpc.demo import run_demo
+    from apps_hpc.tools.demo import run_demo
 
     run_demo(config, root, apps, cluster, list(sets), click.echo, force)
 

@@ -99,8 +99,8 @@ def eval_cmd(
     """
     import dataclasses
 
+    from apps_hpc.core.shards import output_paths, parse_shard
     from apps_hpc.evaluate import EvalConfig
-    from apps_hpc.shards import output_paths, parse_shard
 
     flags["out"] = output_paths(flags["out"], "results")[0]  # type: ignore[arg-type]
     limits = dataclasses.replace(
@@ -216,7 +216,7 @@ def show_cmd(results: Path, problem_id: int, split: str, samples: Path | None) -
     Example:
       apps-hpc show results/sft.jsonl --problem 17 --samples samples/sft.jsonl
     """
-    from apps_hpc.show import show_problem
+    from apps_hpc.report.show import show_problem
 
     click.echo(show_problem(results, problem_id, split, samples), nl=False)
 

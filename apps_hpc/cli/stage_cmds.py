@@ -1,6 +1,6 @@
 """The stage commands that build a model's inputs and outputs: prepare, train, sample,
 merge-samples, tiny-model. Each builds its stage config (from the experiment, through
-`apps_hpc.stage_configs`, with its flags as overrides) and hands it to `dispatch`, with,
+`apps_hpc.experiment.stage_configs`, with its flags as overrides) and hands it to `dispatch`, with,
 given an experiment (--config), the step its run record goes under in manifest.json."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from pathlib import Path
 
 import click
 
-from apps_hpc import hub
 from apps_hpc.cli.common import (
     CONTEXT,
     config_option,
     dispatch,
-    experiment,
     force_option,
     quiet_option,
     recorded_in,
     sets_option,
 )
-from apps_hpc.config import PrepareSection, SampleSection
-from apps_hpc.prepare import PrepareConfig
+from apps_hpc.core.config import PrepareSection, SampleSection
+from apps_hpc.experiment.lifecycle import open_experiment
+from apps_hpc.hub import paths as hub
+from apps_hpc.prepare.stage import PrepareConfig
 
 
 def _show_prepared(stats: bool) -> object:
@@ -78,9 +78,9 @@ def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
     Example:
       apps-hpc prepare --apps ../shared/apps --out experiments/demo/data --stats
     """
-    from apps_hpc import stage_configs as sc
+    from apps_hpc.experiment import stage_configs as sc
 
-    exp = experiment(config, force=force)
+    exp = open_experiment(config, force=force)
     if isinstance(flags.get("apps"), str):
         flags["apps"] = sc.fetched(exp, hub.absolute(flags["apps"]), hub.DATASET)
     cfg = sc.prepare_config(exp, **flags)
@@ -100,7 +100,7 @@ def train_cmd(config: Path, sets: tuple[str, ...], force: bool) -> None:
     Example:
       apps-hpc train --config configs/experiments/dscoder_apps.yaml
     """
-    exp = experiment(config, sets, force)
+    exp = open_experiment(config, sets, force)
     dispatch("train", exp, hub_dir=exp.hub_dir, record=recorded_in(exp, config, "train"))
 
 
@@ -120,7 +120,7 @@ def tiny_model_cmd(out: Path, hidden_size: int | None) -> None:
     Example:
       apps-hpc tiny-model --out experiments/tiny-model --hidden-size 128
     """
-    from apps_hpc.tiny_model import TinySpec, tiny_model
+    from apps_hpc.tools.tiny_model import TinySpec, tiny_model
 
     spec = TinySpec()
     if hidden_size:
@@ -223,11 +223,11 @@ def sample_cmd(
       apps-hpc sample --model experiments/x/train --prompts experiments/x/data/prompts.jsonl \\
         --out experiments/x/samples/sft --engine vllm --gpus all
     """
-    from apps_hpc import stage_configs as sc
-    from apps_hpc.config import Sampling
-    from apps_hpc.shards import output_paths, parse_shard
+    from apps_hpc.core.config import Sampling
+    from apps_hpc.core.shards import output_paths, parse_shard
+    from apps_hpc.experiment import stage_configs as sc
 
-    exp = experiment(config, force=force)
+    exp = open_experiment(config, force=force)
     out = output_paths(out, "samples")[1] if out else None
     names = [f.name for f in dataclasses.fields(Sampling)]
     sampling = sc.sampling_with(exp, **{k: flags.pop(k) for k in names})

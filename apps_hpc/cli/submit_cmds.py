@@ -108,7 +108,7 @@ def pipeline_cmd(
     Example:
       apps-hpc submit pipeline --config configs/experiments/dscoder_apps.yaml --cluster mysite.yaml
     """
-    from apps_hpc.config import load_experiment, parse_sets
+    from apps_hpc.core.config import load_experiment, parse_sets
     from apps_hpc.launch.cli_support import submit_pipeline
 
     exp = load_experiment(config, parse_sets(sets))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError, DataError
+from apps_hpc.core.errors import AppsHpcError, DataError
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 SPLITS = ("train", "test")

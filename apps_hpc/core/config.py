@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.typed import field_types, type_error
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.typed import field_types, type_error
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped as package data
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # shipped as package data
 CONFIG_DIR_ENV = "APPS_HPC_CONFIG_DIR"
 NOT_KEYS = ("source", "force")  # Experiment fields that are not config keys
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -229,7 +229,7 @@ def absolute_paths(exp: Experiment) -> Experiment:
     root, the hub folder, a local model or APPS folder, and the LlamaFactory / DeepSpeed
     files when they are the user's own (a shipped config keeps its name: it is looked up
     again in the config folders of the machine that runs the stage, e.g. the container)."""
-    from apps_hpc.hub import absolute
+    from apps_hpc.hub.paths import absolute
 
     exp.root = str(Path(exp.root).expanduser().absolute())
     if exp.fetch.hub:

@@ -15,8 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.apps import DIFFICULTIES
-from apps_hpc.errors import AppsHpcError, DataError
+from apps_hpc.core.apps import DIFFICULTIES
+from apps_hpc.core.errors import AppsHpcError, DataError
 
 
 class Verdict(str, Enum):

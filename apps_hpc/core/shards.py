@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.files import write_atomic
-from apps_hpc.records import AppendLog, dump_line
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
+from apps_hpc.core.records import AppendLog, dump_line
 
 _SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
 

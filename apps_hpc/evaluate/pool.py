@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import (
@@ -31,7 +32,6 @@ from apps_hpc.evaluate.semantics import (
     truncate,
 )
 from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
-from apps_hpc.records import Verdict
 
 log = logging.getLogger(__name__)
 ISOLATION_MODES = ("auto", "namespaces", "none")

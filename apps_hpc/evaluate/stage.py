@@ -12,15 +12,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apps_hpc import hub
-from apps_hpc.apps import Problem, load_problems
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.evaluate.harness import TestSpec
-from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
-from apps_hpc.evaluate.sandbox import Limits
-from apps_hpc.files import write_atomic
-from apps_hpc.provenance import FIELD, digest
-from apps_hpc.records import (
+from apps_hpc.core.apps import Problem, load_problems
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
+from apps_hpc.core.records import (
     AppendLog,
     ResultRecord,
     SampleRecord,
@@ -29,8 +24,13 @@ from apps_hpc.records import (
     dump_line,
     read_samples,
 )
-from apps_hpc.schedenv import cpus_granted
-from apps_hpc.shards import Shard, assign, merge_shards, shard_status
+from apps_hpc.core.schedenv import cpus_granted
+from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
+from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
+from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.stamps import FIELD, digest
 
 log = logging.getLogger(__name__)
 

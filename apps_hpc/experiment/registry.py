@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
 
 # What one task asks for (launch/executor.stage_resources sizes it on a profile): every
 # node and GPU of the profile (training), one model replica's GPUs and its share of the
@@ -79,20 +79,20 @@ def _eval_lines(cfg: Any) -> dict[str, str]:
 _ALL = (
     Stage(
         "prepare",
-        "apps_hpc.prepare:prepare",
-        "apps_hpc.prepare:PrepareConfig",
+        "apps_hpc.prepare.stage:prepare",
+        "apps_hpc.prepare.stage:PrepareConfig",
         "small",
         lambda cfg: _exists(cfg.out / "prompts.jsonl"),
-        done="apps_hpc.prepare:is_done",
+        done="apps_hpc.prepare.stage:is_done",
         summary="APPS rows -> LlamaFactory dataset, dataset_info.json, prompts.jsonl",
     ),
     Stage(
         "train",
-        "apps_hpc.train:train",
-        "apps_hpc.config:Experiment",
+        "apps_hpc.train.stage:train",
+        "apps_hpc.core.config:Experiment",
         "nodes",
         lambda exp: {"trainer_log": str(exp.train_dir / "trainer_log.jsonl")},
-        done="apps_hpc.train:is_done",
+        done="apps_hpc.train.stage:is_done",
         summary="full SFT with llamafactory-cli (torchrun when distributed, resumes)",
     ),
     Stage(

@@ -12,10 +12,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from apps_hpc import hub
-from apps_hpc.config import Experiment
+from apps_hpc.core.config import Experiment
 from apps_hpc.evaluate.stage import EvalConfig
-from apps_hpc.prepare import PrepareConfig
+from apps_hpc.hub import paths as hub
+from apps_hpc.prepare.stage import PrepareConfig
 from apps_hpc.report import ReportConfig
 from apps_hpc.sample.stage import SampleConfig
 
@@ -27,25 +27,6 @@ def with_overrides(cfg: C, **overrides: Any) -> C:
     """`cfg` with every override that is not None applied."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(cfg, **given) if given else cfg  # type: ignore[type-var]
-
-
-def absolute_config(cfg: C) -> C:
-    """A stage config with every path made absolute against the current directory, once,
-    before the stage (here, or in a job on a node with another working directory) sees
-    it: Path fields, lists of them, and the `model` / `apps` / `tokenizer` strings that
-    are local paths (hub ids stay ids)."""
-    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, Experiment):
-        return cfg
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name in ("model", "apps", "tokenizer") and isinstance(value, (str, Path)):
-            changes[f.name] = type(value)(hub.absolute(str(value)))  # a hub id stays one
-        elif isinstance(value, Path):
-            changes[f.name] = value.expanduser().absolute()
-        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
-            changes[f.name] = [v.expanduser().absolute() for v in value]
-    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
 def fetched(exp: Experiment, value: str, repo_type: str) -> str:

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apps_hpc import hub
-from apps_hpc.config import Experiment
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.manifest import read_manifest, update_manifest
+from apps_hpc.core.config import Experiment
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.manifest import read_manifest, update_manifest
 
 log = logging.getLogger(__name__)
 

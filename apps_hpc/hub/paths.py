@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.config import Experiment
-from apps_hpc.doctor import Check
+from apps_hpc.core.checks import Check
+from apps_hpc.core.config import Experiment
+from apps_hpc.experiment.registry import get
 from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, pipeline, stage_steps
 from apps_hpc.launch.profiles import Profile, load_profile
 from apps_hpc.launch.submit import Launch, submit
-from apps_hpc.resolved import check_resolved
-from apps_hpc.stages import get
+from apps_hpc.provenance.resolved import check_resolved
 
 
 def _warn(line: str) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import submitit
 
+from apps_hpc.experiment.registry import get
 from apps_hpc.launch import slurm
 from apps_hpc.launch.profiles import Profile, mem_mb, mem_text
-from apps_hpc.stages import get
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """Which jobs a submission makes (pure): one step per stage, arrays for the shards,
-dependencies for the afterok chain. What each stage is comes from `apps_hpc.stages`;
-its config from `apps_hpc.stage_configs`."""
+dependencies for the afterok chain. What each stage is comes from `apps_hpc.experiment.registry`;
+its config from `apps_hpc.experiment.stage_configs`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps_hpc import stage_configs as sc
-from apps_hpc.config import Experiment
-from apps_hpc.shards import Shard
-from apps_hpc.stages import get
+from apps_hpc.core.config import Experiment
+from apps_hpc.core.shards import Shard
+from apps_hpc.experiment import stage_configs as sc
+from apps_hpc.experiment.registry import get
 
 
 @dataclass

@@ -2,7 +2,7 @@
 no job fails after hours of GPU time for a reason that could be seen from the login node.
 
 `apps-hpc submit ...` (also with `--dry-run`) and `apps-hpc doctor --config EXP --cluster P`
-run these checks; each prints one line (`apps_hpc.doctor.Check`). A `fail` stops the
+run these checks; each prints one line (`apps_hpc.tools.doctor.Check`). A `fail` stops the
 submission (nothing is queued, nothing is written); a `warn` is printed and the
 submission goes on. Nothing here creates a folder.
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from apps_hpc import hub
-from apps_hpc.config import Experiment
-from apps_hpc.doctor import Check
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.checks import Check
+from apps_hpc.core.config import Experiment
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.hub import paths as hub
 from apps_hpc.launch import slurm
 from apps_hpc.launch.profiles import Profile
 
@@ -44,7 +44,7 @@ def _local(value: str, repo_type: str, revision: str, hub_dir: Path) -> Path:
 def check_apps(value: str, revision: str, hub_dir: Path, train_too: bool = True) -> Check:
     """APPS rows local, train problems with tests (unless only evaluating), test problems
     with solutions and tests (the published counts for codeparrot/apps)."""
-    from apps_hpc.apps import iter_problems
+    from apps_hpc.core.apps import iter_problems
 
     try:
         folder = _local(value, hub.DATASET, revision, hub_dir)
@@ -67,7 +67,7 @@ def check_apps(value: str, revision: str, hub_dir: Path, train_too: bool = True)
 
 
 def check_model(value: str, revision: str, hub_dir: Path) -> Check:
-    from apps_hpc.fetch import model_missing
+    from apps_hpc.hub.fetch import model_missing
 
     try:
         folder = _local(value, hub.MODEL, revision, hub_dir)

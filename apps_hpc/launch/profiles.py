@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from apps_hpc.config import find_config
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.typed import field_types, slurm_minutes, type_error
+from apps_hpc.core.config import find_config
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.typed import field_types, slurm_minutes, type_error
 
 REQUIRED = ("executor", "gpus_per_node", "cpus_per_node", "mem_per_node", "time")
 RENAMED = {"cpus_per_task": "cpus_per_node", "mem": "mem_per_node"}  # the old names

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import submitit
 
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.experiment.registry import get
 from apps_hpc.launch import slurm
 from apps_hpc.launch.executor import (
     dry_run_text,
@@ -21,8 +22,7 @@ from apps_hpc.launch.executor import (
 from apps_hpc.launch.plan import Step
 from apps_hpc.launch.profiles import Profile
 from apps_hpc.launch.tasks import StageTask
-from apps_hpc.manifest import update_manifest
-from apps_hpc.stages import get
+from apps_hpc.provenance.manifest import update_manifest
 
 log = logging.getLogger(__name__)
 

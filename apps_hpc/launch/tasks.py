@@ -22,11 +22,9 @@ from typing import Any
 
 import submitit
 
-from apps_hpc.hub import apply_offline
-from apps_hpc.identity import record_run
-from apps_hpc.logs import setup_logging
-from apps_hpc.manifest import update_manifest
-from apps_hpc.stages import run_stage
+from apps_hpc.core.logs import setup_logging
+from apps_hpc.experiment.lifecycle import Record, run_here
+from apps_hpc.provenance.manifest import update_manifest
 
 
 def _now() -> str:
@@ -55,22 +53,19 @@ class StageTask(submitit.helpers.Checkpointable):
         if self.manifest is not None and self.step is not None:
             update_manifest(self.manifest, ["timing", self.step, task_name()], record)
 
-    def _identity(self, stage: str, cfg: Any) -> None:
-        """What runs this task, and the model and data its config names (after
-        apply_offline: a hub id is looked up in the hub folder the job was given)."""
-        if self.manifest is not None and self.step is not None:
-            record_run(self.manifest, self.step, task_name(), stage, cfg)
+    def _record(self) -> Record | None:
+        """Where this task records what runs it (run/<step>/<task>), if anywhere."""
+        if self.manifest is None or self.step is None:
+            return None
+        return Record(self.manifest, self.step, task_name())
 
     def __call__(self, stage: str, cfg: Any) -> str:
         setup_logging()  # the job's own process: its log goes to the job's stderr file
-        if self.hub_dir is not None:
-            apply_offline(self.hub_dir)
         started, clock = _now(), time.monotonic()
         record = {"started": started, "host": socket.gethostname(), "state": "RUNNING"}
         self._timing(record)
         try:
-            self._identity(stage, cfg)
-            result = str(run_stage(stage, cfg))
+            result = str(run_here(stage, cfg, self.hub_dir, self._record()))
         except BaseException:
             self._timing({**record, "ended": _now(), "state": "FAILED"})
             raise

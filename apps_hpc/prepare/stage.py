@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc import hub
-from apps_hpc.apps import Problem, iter_problems
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.files import write_atomic
-from apps_hpc.prompts import answer, user_prompt
-from apps_hpc.provenance import files_fingerprint, stamp_matches, write_stamp
+from apps_hpc.core.apps import Problem, iter_problems
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
+from apps_hpc.core.prompts import answer, user_prompt
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.stamps import files_fingerprint, stamp_matches, write_stamp
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def prepare(cfg: PrepareConfig) -> Path:
     _update_dataset_info(cfg.out, cfg.dataset_name, file_name)
     _write_jsonl(cfg.out / "prompts.jsonl", prompts)
     if cfg.stats:
-        from apps_hpc.prepare_stats import dataset_stats
+        from apps_hpc.prepare.stats import dataset_stats
 
         _write_json(cfg.out / "stats.json", dataset_stats(examples, cfg.tokenizer, cfg.cutoff_len))
     write_stamp(cfg.out / STAMP, ident, finished=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from apps_hpc.apps import DIFFICULTIES
-from apps_hpc.prompts import EOT, chat_prompt
+from apps_hpc.core.apps import DIFFICULTIES
+from apps_hpc.core.prompts import EOT, chat_prompt
 
 PERCENTILES = (50, 90, 95, 99, 100)
 

@@ -33,11 +33,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from apps_hpc import __version__, hub
-from apps_hpc.manifest import read_manifest, update_manifest
-from apps_hpc.provenance import digest, file_digest, files_fingerprint, model_fingerprint
+from apps_hpc import __version__
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.manifest import read_manifest, update_manifest
+from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint, model_fingerprint
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 LOCK = Path("docker") / "requirements-cp310.lock"  # relative to the source tree
 IMAGE_SOURCE = Path("/opt/apps-hpc")  # where docker/Dockerfile puts the source tree
 PACKAGES = ("torch", "transformers", "vllm", "llamafactory")

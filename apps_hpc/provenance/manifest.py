@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.files import write_atomic
+from apps_hpc.core.files import write_atomic
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from apps_hpc.config import NOT_KEYS, Experiment
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.files import write_atomic
-from apps_hpc.manifest import update_manifest
-from apps_hpc.provenance import diff_keys
+from apps_hpc.core.config import NOT_KEYS, Experiment
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
+from apps_hpc.provenance.manifest import update_manifest
+from apps_hpc.provenance.stamps import diff_keys
 
 FILE = "experiment.yaml"
 # Keys that name the folder or spread the work, and change no result.

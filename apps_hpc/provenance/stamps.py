@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.files import write_atomic
+from apps_hpc.core.files import write_atomic
 
 FIELD = "provenance"  # the records' field
 _MODEL_FILES = (".safetensors", ".bin", ".json", ".model", ".pt")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.provenance import file_digest
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.provenance.stamps import file_digest
 from apps_hpc.report.experiment import read_experiment
 from apps_hpc.report.load import ModelResults, load_models
 from apps_hpc.report.page import PageInput, render

@@ -13,7 +13,7 @@ import gzip
 import json
 from typing import Any
 
-from apps_hpc.records import ResultRecord, Verdict
+from apps_hpc.core.records import ResultRecord, Verdict
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults, ProblemKey, key_text, problem_key
 

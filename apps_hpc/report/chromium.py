@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
 
 FLAGS = (
     "--headless",

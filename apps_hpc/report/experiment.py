@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.records import iter_jsonl, read_samples
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.records import iter_jsonl, read_samples
 from apps_hpc.report.load import ProblemKey
 
 log = logging.getLogger(__name__)

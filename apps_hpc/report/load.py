@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.records import ResultRecord, read_results
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.records import ResultRecord, read_results
 
 log = logging.getLogger(__name__)
 

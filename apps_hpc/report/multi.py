@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.report.load import PARTIAL_HINT, ModelResults, load_models, problem_set_difference
 from apps_hpc.report.stats import Bootstrap
 from apps_hpc.report.summary import GROUPS, model_summary

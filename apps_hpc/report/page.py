@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from apps_hpc.apps import DIFFICULTIES
+from apps_hpc.core.apps import DIFFICULTIES
 from apps_hpc.report.browse import detail_chunks, index, pack, problem_keys
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.records import ResultRecord, SampleRecord, read_results, read_samples
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.records import ResultRecord, SampleRecord, read_results, read_samples
 
 INDENT = "     "
 _FIELDS = ("input", "expected", "got")

@@ -1,6 +1,6 @@
 """The report's statistics: pure functions of per-problem (n, c) counts.
 
-- pass@k of a problem: the unbiased estimator (`apps_hpc.metrics.pass_at_k`); a group's
+- pass@k of a problem: the unbiased estimator (`apps_hpc.core.metrics.pass_at_k`); a group's
   pass@k is the mean over its problems.
 - 95% confidence interval of a group's pass@k: percentile bootstrap over problems
   (problems resampled with replacement, `Bootstrap.resamples` times, a seeded generator).
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps_hpc.metrics import pass_at_k
+from apps_hpc.core.metrics import pass_at_k
 
 _CHUNK = 256  # resamples per block: bounds memory at 256 x problems floats
 

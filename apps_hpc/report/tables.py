@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps_hpc.apps import DIFFICULTIES
+from apps_hpc.core.apps import DIFFICULTIES
 from apps_hpc.report.summary import GROUPS
 
 SHORT = {"introductory": "intro", "interview": "interview", "competition": "comp"}

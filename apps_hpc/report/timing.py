@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from apps_hpc import identity
+from apps_hpc.provenance import identity
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults
 

@@ -21,17 +21,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apps_hpc import hub
-from apps_hpc.config import SampleSection, Sampling
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.files import write_atomic
-from apps_hpc.manifest import update_manifest
-from apps_hpc.prompts import chat_prompt, extract_code
-from apps_hpc.provenance import FIELD, digest, model_fingerprint
-from apps_hpc.records import AppendLog, complete_records, dump_line, iter_jsonl
-from apps_hpc.sample.engines import EngineOptions, Request, make_engine
-from apps_hpc.schedenv import array_task, visible_gpus
-from apps_hpc.shards import (
+from apps_hpc.core.config import SampleSection, Sampling
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
+from apps_hpc.core.prompts import chat_prompt, extract_code
+from apps_hpc.core.records import AppendLog, complete_records, dump_line, iter_jsonl
+from apps_hpc.core.schedenv import array_task, visible_gpus
+from apps_hpc.core.shards import (
     Shard,
     assign,
     merge_shards,
@@ -39,6 +35,10 @@ from apps_hpc.shards import (
     shard_files,
     shard_status,
 )
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.manifest import update_manifest
+from apps_hpc.provenance.stamps import FIELD, digest, model_fingerprint
+from apps_hpc.sample.engines import EngineOptions, Request, make_engine
 
 log = logging.getLogger(__name__)
 

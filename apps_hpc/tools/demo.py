@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from apps_hpc.config import find_config, load_experiment, parse_sets
+from apps_hpc.core.config import find_config, load_experiment, parse_sets
 from apps_hpc.launch import slurm
 from apps_hpc.launch.cli_support import submit_pipeline
 
-BUNDLED_APPS = Path(__file__).resolve().parent / "data" / "mini_apps"
+BUNDLED_APPS = Path(__file__).resolve().parents[1] / "data" / "mini_apps"
 
 
 def pick_cluster(choice: str) -> str:
@@ -24,7 +24,7 @@ def pick_cluster(choice: str) -> str:
 
 
 def _tiny_model(path: Path, say: Callable[[str], None]) -> None:
-    from apps_hpc.tiny_model import DEMO, built_spec_matches, tiny_model
+    from apps_hpc.tools.tiny_model import DEMO, built_spec_matches, tiny_model
 
     if built_spec_matches(path, DEMO):
         say(f"skip tiny-model: already built in {path}")

@@ -12,26 +12,15 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from apps_hpc.config import REPO_ROOT
-from apps_hpc.identity import installed
+from apps_hpc.core.checks import Check
+from apps_hpc.core.config import REPO_ROOT
+from apps_hpc.provenance.identity import installed
 
 LOCK = REPO_ROOT / "docker" / "requirements-cp310.lock"
 SHM_MIN_BYTES = 1 << 30  # vLLM/NCCL die with SIGBUS on a small /dev/shm
 PINNED = ("torch", "vllm", "deepspeed", "llamafactory", "transformers", "flash-attn")
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # ok | skip | warn | fail
-    detail: str
-
-    def line(self) -> str:
-        mark = {"ok": "ok  ", "skip": "skip", "warn": "WARN", "fail": "FAIL"}[self.status]
-        return f"[{mark}] {self.name}: {self.detail}"
 
 
 def lock_versions(path: Path = LOCK) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`make gpu-check` (= `python -m apps_hpc.gpu_check`): on one CUDA GPU, run what can run
+"""`make gpu-check` (= `python -m apps_hpc.tools.gpu_check`): on one CUDA GPU, run what can run
 there without the container, and print what passed.
 
     make gpu-check                                   # this checkout's .venv
@@ -9,7 +9,7 @@ Checks, in order (each prints one line: ok / FAIL / skip):
 1. `apps-hpc doctor`'s GPU checks: CUDA and the GPUs, a flash-attn kernel (skip when
    flash-attn is not installed: it is not on PyPI), NCCL;
 2. the train stage for real: `llamafactory-cli train` with bf16 on the tiny model (a few
-   steps, the bundled mini-APPS set), through `apps_hpc.train.train`;
+   steps, the bundled mini-APPS set), through `apps_hpc.train.stage.train`;
 3. the transformers sampling engine on CUDA: the sample stage on the trained model.
 Everything runs in a temporary folder, offline (the tiny model is built locally). Without
 a CUDA GPU it says "no CUDA GPU: skipped" and exits 0; a failed check exits 1. It makes
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps_hpc.doctor import Check
+from apps_hpc.core.checks import Check
 
 TRAIN_SETS = [
     "train.deepspeed=null",
@@ -70,9 +70,9 @@ def run_step(step: Step, folder: Path) -> Check:
 
 
 def _experiment(folder: Path) -> object:
-    from apps_hpc.config import load_experiment, parse_sets
-    from apps_hpc.demo import BUNDLED_APPS
-    from apps_hpc.tiny_model import tiny_model
+    from apps_hpc.core.config import load_experiment, parse_sets
+    from apps_hpc.tools.demo import BUNDLED_APPS
+    from apps_hpc.tools.tiny_model import tiny_model
 
     model = folder / "tiny-model"
     if not (model / "config.json").exists():
@@ -82,10 +82,10 @@ def _experiment(folder: Path) -> object:
 
 
 def train_bf16(folder: Path) -> str:
-    from apps_hpc import stage_configs as sc
-    from apps_hpc.hub import apply_offline
-    from apps_hpc.prepare import prepare
-    from apps_hpc.train import train
+    from apps_hpc.experiment import stage_configs as sc
+    from apps_hpc.hub.paths import apply_offline
+    from apps_hpc.prepare.stage import prepare
+    from apps_hpc.train.stage import train
 
     exp = _experiment(folder)
     apply_offline(exp.hub_dir)  # type: ignore[attr-defined]
@@ -100,7 +100,7 @@ def train_bf16(folder: Path) -> str:
 def sample_cuda(folder: Path) -> str:
     import dataclasses
 
-    from apps_hpc import stage_configs as sc
+    from apps_hpc.experiment import stage_configs as sc
     from apps_hpc.sample.stage import sample
 
     exp = _experiment(folder)
@@ -121,7 +121,7 @@ STEPS = [
 
 
 def gpu_checks() -> list[Check]:
-    from apps_hpc.doctor import check_flash_attn, check_nccl, check_torch_cuda
+    from apps_hpc.tools.doctor import check_flash_attn, check_nccl, check_torch_cuda
 
     cuda, gpus = check_torch_cuda()
     flash = check_flash_attn(gpus)

@@ -14,7 +14,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps_hpc.prompts import BOS, EOT, SYSTEM
+from apps_hpc.core.prompts import BOS, EOT, SYSTEM
 
 PAD = "<｜end▁of▁sentence｜>"
 SPECIAL = [BOS, PAD, EOT]

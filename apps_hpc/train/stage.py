@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
-from apps_hpc import hub
-from apps_hpc.config import Experiment
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.provenance import (
+from apps_hpc.core.config import Experiment
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schedenv import rendezvous
+from apps_hpc.hub import paths as hub
+from apps_hpc.provenance.stamps import (
     diff_keys,
     digest,
     file_digest,
@@ -37,7 +38,6 @@ from apps_hpc.provenance import (
     stamp_matches,
     write_stamp,
 )
-from apps_hpc.schedenv import rendezvous
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import json
 import socket
 from pathlib import Path
 
-from apps_hpc.provenance import digest, file_digest, files_fingerprint
+from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.timing import NOT_RECORDED, run_facts
 from tests.helpers import run_cli

@@ -9,7 +9,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from apps_hpc.apps import Problem, load_problems
+from apps_hpc.core.apps import Problem, load_problems
 
 Key = tuple[str, int, int]  # (split, problem_id, index into codes)
 

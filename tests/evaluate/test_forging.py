@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate import wire
 from apps_hpc.evaluate.semantics import Outcome, judge
-from apps_hpc.records import Verdict
 from tests.evaluate.test_isolation import ROOT, _uid_processes_since
 from tests.helpers import FAST_LIMITS, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate.namespaces import covering, id_maps
-from apps_hpc.records import Verdict
 from tests.helpers import REPO, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 

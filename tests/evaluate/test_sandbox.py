@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.records import Verdict
 from tests.helpers import FAST_LIMITS, run_one
 
 ROOT = os.geteuid() == 0

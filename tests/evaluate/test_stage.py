@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.apps import Problem
+from apps_hpc.core.apps import Problem
+from apps_hpc.core.records import SampleRecord
 from apps_hpc.evaluate.stage import _jobs, _Pending
-from apps_hpc.records import SampleRecord
 
 WRONG = "print('no')"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.config import load_experiment, parse_sets
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.config import load_experiment, parse_sets
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resources
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile

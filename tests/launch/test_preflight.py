@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apps_hpc.config import load_experiment, parse_sets
-from apps_hpc.demo import BUNDLED_APPS
-from apps_hpc.train import render
+from apps_hpc.core.config import load_experiment, parse_sets
+from apps_hpc.tools.demo import BUNDLED_APPS
+from apps_hpc.train.stage import render
 from tests.helpers import REPO, run_cli
 
 DEMO = REPO / "configs/experiments/demo.yaml"

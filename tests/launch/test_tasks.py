@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from apps_hpc import __version__
-from apps_hpc.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch.tasks import StageTask
-from apps_hpc.prepare import PrepareConfig
-from apps_hpc.provenance import digest, file_digest, files_fingerprint
+from apps_hpc.prepare.stage import PrepareConfig
+from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint
 from apps_hpc.sample.stage import SampleConfig
 
 MINI_APPS = Path(__file__).resolve().parents[2] / "apps_hpc" / "data" / "mini_apps"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.metrics import pass_at_k
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.metrics import pass_at_k
 from apps_hpc.report import ReportConfig, build, report
 
 

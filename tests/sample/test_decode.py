@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the decoder needs the train extra")
 pytest.importorskip("transformers", reason="the decoder needs the train extra")
 
-from apps_hpc.prompts import chat_prompt, user_prompt  # noqa: E402
+from apps_hpc.core.prompts import chat_prompt, user_prompt  # noqa: E402
 from apps_hpc.sample.decode import DecodeSettings, decode, row_seed, top_p_probs  # noqa: E402
 
 PROMPTS = [

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.errors import AppsHpcError
-from apps_hpc.prompts import extract_code
-from apps_hpc.schedenv import array_task, visible_gpus
-from apps_hpc.shards import Shard, assign, parse_shard, problem_seed, shard_status
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.prompts import extract_code
+from apps_hpc.core.schedenv import array_task, visible_gpus
+from apps_hpc.core.shards import Shard, assign, parse_shard, problem_seed, shard_status
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,3 @@
+"""The train stage: the LlamaFactory YAML and DeepSpeed JSON, then `llamafactory-cli train`.
+
+`train(cfg)` in `stage.py` is the entry point."""
