@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format bench clean demo gpu-check image sif lock flash-attn-sha
+.PHONY: install test test-fast lint format docs bench clean demo gpu-check image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ format: install
 	$(BIN)/ruff format apps_hpc tests benchmarks docker
 	$(BIN)/ruff check --fix apps_hpc tests benchmarks docker
 
+docs: $(BIN)/python  ## the docs site (docs/, mkdocs.yml) into site/; a broken link or missing page fails
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 demo: install  ## the whole experiment on this machine: tiny model, CPU, local executor
 	$(BIN)/apps-hpc demo
 
@@ -44,7 +48,7 @@ bench: install  ## evaluator vs. a python3-per-test baseline on ../shared/apps
 	$(BIN)/python benchmarks/eval_throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
 
 # --- containers -------------------------------------------------------------------------
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

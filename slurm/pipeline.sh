@@ -9,7 +9,7 @@
 #   GPUS_PER_NODE=0 SAMPLE_ENGINE=transformers SAMPLE_SHARDS=2 EVAL_SHARDS=2 \
 #     SAMPLE_ARGS="--n 10 --max-tokens 32" slurm/pipeline.sh EXPERIMENT.yaml --cpus-per-task=2
 # with a CPU experiment, e.g. configs/experiments/demo.yaml with an absolute root and model
-# (see the README).
+# (see docs/dev/local-slurm.md).
 # Environment: SAMPLE_SHARDS (8), EVAL_SHARDS (4), GPUS_PER_NODE (8; 0 = CPU only, e.g. the
 # test cluster), SAMPLE_ENGINE (vllm), SAMPLE_ARGS (more `apps-hpc sample` options, e.g.
 # "--n 10 --max-tokens 2048"), REPORT_K (1,5,10), APPS_HPC (the apps-hpc command, e.g.

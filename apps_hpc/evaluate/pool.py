@@ -214,7 +214,7 @@ def fallback_warning(error: str, hello: dict[str, Any]) -> str:
         f"(they read {reads} and write where that user can, files up to the size "
         "limit), processes (they see and can signal that user's processes) and System V "
         f"IPC. Kernel: {settings or 'no user namespace settings found'} "
-        "(see the README, 'The sandbox')"
+        "(see docs/evaluator.md, 'The sandbox')"
     )
 
 

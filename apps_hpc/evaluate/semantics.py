@@ -2,7 +2,7 @@
 
 The reference is codeparrot apps_metric / hendrycks `testing_util.run_test` (the harness
 behind the published numbers), implemented here from a description of its behaviour; the
-README's "Where we differ on purpose" lists every deliberate difference. Nothing in
+"Where we differ on purpose" in docs/evaluator.md lists every deliberate difference. Nothing in
 this module runs a program: `harness.py` does, inside the sandboxed child.
 """
 

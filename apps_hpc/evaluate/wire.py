@@ -9,7 +9,7 @@ rebuilds values that compare exactly as the program's own did in the reference:
 tuples, sets, dicts with non-string keys, numpy scalars and arrays, fractions, complex
 numbers and the `collections` containers keep their types. Subclasses of the builtin
 types are sent as their base type (their data, not their `__eq__`). Any other object is
-sent as `Opaque`: its type name, equal to nothing (see the README, "Nothing to forge").
+sent as `Opaque`: its type name, equal to nothing (see docs/evaluator.md, "Nothing to forge").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The README's "Where we differ on purpose" examples, our side of each: every limit
-that can change a verdict, proven with the example program the README gives. (The
-reference sets none of these limits; what it gives is stated in the README.)"""
+"""The "Where we differ on purpose" examples of docs/evaluator.md, our side of each: every
+limit that can change a verdict, proven with the example program that page gives. (The
+reference sets none of these limits; what it gives is stated on that page.)"""
 
 from __future__ import annotations
 

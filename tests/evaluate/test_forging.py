@@ -131,7 +131,7 @@ LYING = {
 
 @pytest.mark.parametrize("name", sorted(LYING))
 def test_a_returned_value_whose_eq_lies_is_judged_by_its_data(pool, name: str) -> None:
-    """The README's listed difference: the reference would count these as passing."""
+    """The difference docs/evaluator.md lists: the reference would count these as passing."""
     code = LYING[name] + "def f(x):\n    return Liar()\n"
     result = run_one(pool, code, [[1], [2]], [[7], [8]], fn_name="f")
     assert result.verdict is Verdict.WRONG_ANSWER

@@ -3,7 +3,8 @@
 program by program, through the real CLI (`python -m apps_hpc eval --all-tests`).
 
 The only programs allowed to differ are those of tests/data/model_style_differences.json
-(the same table as the README's "Where we differ on purpose"), each with its rule."""
+(the same table as docs/evaluator.md's "Checked against the reference", beside "Where we
+differ on purpose"), each with its rule."""
 
 from __future__ import annotations
 
@@ -47,15 +48,15 @@ def _here(row: dict, recorded: list) -> list | None:
     return [True] * len(recorded) if row["here"] == "all-true" else row["here"]
 
 
-def test_the_table_names_real_programs_and_the_readme_lists_it(shared_apps: Path) -> None:
+def test_the_table_names_real_programs_and_the_docs_list_it(shared_apps: Path) -> None:
     reference = model_style.reference(shared_apps)
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs/evaluator.md").read_text()
     for key, row in _table().items():
         assert key in reference, key
         if row["rule"] == "global-timeout":  # the rule covers only what it says
             assert reference[key]["global_timeout"], key
         split, pid, index = key
-        assert re.search(rf"\|\s*{split}\s*\|\s*{pid}\s*\|\s*{index}\s*\|", readme), key
+        assert re.search(rf"\|\s*{split}\s*\|\s*{pid}\s*\|\s*{index}\s*\|", page), key
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 from tests.unprivileged import unprivileged_command
 
 # Stopped at the reference's 11 s wall-clock budget on the machine that made the file;
-# our budget counts CPU time, so this one depends on the machine (see the README).
+# our budget counts CPU time, so this one depends on the machine (see docs/evaluator.md).
 MACHINE_DEPENDENT = {("train", 2050, 1)}
 
 

@@ -306,7 +306,7 @@ def test_sbatch_fallback_pipeline(tmp_path: Path, tiny_model_dir: Path, shared_a
 
 @pytest.mark.slow
 def test_relative_paths_offline_pipeline_on_slurm(tmp_path: Path) -> None:
-    """From a fresh clone's folder, as the README's test-cluster commands: the demo
+    """From a fresh clone's folder, as docs/cluster.md's test-cluster commands: the demo
     experiment with its relative paths, fetched (nothing to download: local model and
     rows), then `submit pipeline` on the cluster; the jobs run offline (HF_HUB_OFFLINE and
     friends, set by the job itself) with the hub endpoint unreachable, to the report."""
