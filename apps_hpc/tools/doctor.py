@@ -108,7 +108,7 @@ def check_root(root: Path) -> Check:
 
 def check_isolation() -> Check:
     """Start one real sandbox worker and report the isolation it got (WARN without
-    namespaces: programs then run as this user, see the README's sandbox section)."""
+    namespaces: programs then run as this user, see docs/evaluator.md, the sandbox)."""
     from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 
     try:
