@@ -81,6 +81,30 @@ LIMITS = Limits()
     help="Evaluate samples I, I+S, ... into <out>/shard-I-of-S.jsonl (merged into "
     "--out when every shard is done).",
 )
+@click.option(
+    "--stream",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --shard I/S: judge the sample shard folder's shard I/S (written by sampling "
+    "task I), not the merged --samples file, so this task can start as soon as that one "
+    "sampling task ended (sbatch --dependency=aftercorr). --samples is then the merged "
+    "file the results are finally checked against.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Verdict cache folder: a program already judged with the same tests, limits and "
+    "evaluator is not executed again. Default: verdict-cache/ beside --out (the "
+    "pipeline's: <experiment>/cache/verdicts, shared by both models).",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the verdict cache.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="Execute the programs whose verdict is cached anyway, and say how many verdicts "
+    "changed (the new ones are recorded and cached).",
+)
 @quiet_option()
 def eval_cmd(
     timeout: float,
@@ -103,6 +127,12 @@ def eval_cmd(
     from apps_hpc.evaluate import EvalConfig
 
     flags["out"] = output_paths(flags["out"], "results")[0]  # type: ignore[arg-type]
+    if flags.get("stream") is not None and shard is None:
+        raise click.UsageError("--stream needs --shard I/S (the sample shard to judge)")
+    if flags.pop("no_cache"):
+        flags["cache"] = None
+    elif flags["cache"] is None:
+        flags["cache"] = Path(flags["out"]).parent / "verdict-cache"  # type: ignore[arg-type]
     limits = dataclasses.replace(
         LIMITS, test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb
     )

@@ -83,9 +83,9 @@ for _command in (prepare_cmd, train_cmd, sample_cmd, eval_cmd, report_cmd):
 @click.option(
     "--eval-shards",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Evaluation array tasks.",
+    default=None,
+    help="Evaluation array tasks (default: as many as sampling tasks, so that eval task i "
+    "judges sample shard i as soon as sampling task i ends; another number waits for all).",
 )
 @click.option("--cluster", default="slurm-default", show_default=True, help="Cluster profile.")
 @click.option("--wait", is_flag=True, help="Wait until the jobs end; fail if one did.")
@@ -95,7 +95,7 @@ def pipeline_cmd(
     config: Path,
     sets: tuple[str, ...],
     sample_shards: int | None,
-    eval_shards: int,
+    eval_shards: int | None,
     cluster: str,
     wait: bool,
     dry_run: bool,

@@ -26,6 +26,7 @@ from apps_hpc.core.records import (
 )
 from apps_hpc.core.schedenv import cpus_granted
 from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
+from apps_hpc.evaluate.cache import VerdictCache, program_key
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
@@ -49,6 +50,15 @@ class EvalConfig:
     isolation: str = "auto"  # sandbox namespaces: auto | namespaces | none (pool.py)
     progress: bool = True
     shard: Shard | None = None  # evaluate samples i::S into <out stem>/shard-i-of-S.jsonl
+    # Streaming: a sample shard folder; shard I/S evaluates that folder's shard I/S (written
+    # by sampling task I) instead of the merged samples file, so it can start as soon as
+    # that one sampling task ends (`submit pipeline`: --dependency=aftercorr).
+    stream: Path | None = None
+    # The verdict cache folder (None: off): a program already judged with the same tests,
+    # limits and evaluator is not executed again (cache.py). `recheck` executes the cached
+    # ones anyway and says how many verdicts changed.
+    cache: Path | None = None
+    recheck: bool = False
 
     def with_shard(self, shard: Shard) -> EvalConfig:
         return replace(self, shard=shard)
@@ -63,6 +73,7 @@ class _Pending:
     results: dict[str, ProgramResult] = field(default_factory=dict)  # by program text
     left: int = 0
     provenance: str = ""  # the hash of its programs, tests and limits
+    cached: set[str] = field(default_factory=set)  # programs whose result the cache gave
 
 
 def _spec(problem: Problem) -> TestSpec:
@@ -128,7 +139,7 @@ def _record(item: _Pending) -> ResultRecord:
         verdicts=verdicts,
         tests=[r.tests for r in results],
         failures=[r.failure for r in results],
-        extra={FIELD: item.provenance},
+        extra={FIELD: item.provenance, "reused": sum(c in item.cached for c in item.sample.codes)},
     )
 
 
@@ -169,6 +180,22 @@ def _keys(samples: list[SampleRecord]) -> list[dict[str, Any]]:
     return [{"split": s.split, "problem_id": s.problem_id} for s in samples]
 
 
+def _samples_source(cfg: EvalConfig) -> Path:
+    """The samples this task evaluates: its sample shard when streaming, else the merged
+    samples file (of which a shard takes its share)."""
+    if cfg.stream is not None and cfg.shard is not None:
+        return cfg.stream / cfg.shard.file_name()
+    return cfg.samples
+
+
+def _merge_keys(cfg: EvalConfig, keys: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The problems the merged results hold. Streaming, a task saw only its own shard: the
+    whole set is the merged samples file, which exists once every sampling task ended."""
+    if cfg.stream is None:
+        return keys
+    return _keys(read_samples(cfg.samples)) if cfg.samples.exists() else None
+
+
 def _inputs(cfg: EvalConfig) -> tuple[list[dict[str, Any]], list[_Pending]]:
     """(the problems the merged results will hold, this shard's pending problems).
     Samples whose APPS row was skipped as bad (--skip-bad-rows) are counted and said."""
@@ -176,9 +203,10 @@ def _inputs(cfg: EvalConfig) -> tuple[list[dict[str, Any]], list[_Pending]]:
     problems, load = load_problems(apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
         log.warning("skipped %d bad APPS rows; first: %s", len(load.skipped), load.skipped[0])
-    all_samples = read_samples(cfg.samples)
+    source = _samples_source(cfg)
+    all_samples = read_samples(source)
     if not all_samples:
-        raise AppsHpcError(f"{cfg.samples}: no samples (expected one JSON line per problem)")
+        raise AppsHpcError(f"{source}: no samples (expected one JSON line per problem)")
     orphans = {
         (s.split, s.problem_id)
         for s in all_samples
@@ -189,8 +217,8 @@ def _inputs(cfg: EvalConfig) -> tuple[list[dict[str, Any]], list[_Pending]]:
         log.warning("%d samples not evaluated: their APPS rows were bad (%s)", len(orphans), names)
     kept = [s for s in all_samples if (s.split, s.problem_id) not in orphans]
     if not kept:
-        raise AppsHpcError(f"{cfg.samples}: no sample left to evaluate: every problem was skipped")
-    samples = assign(kept, cfg.shard) if cfg.shard else kept
+        raise AppsHpcError(f"{source}: no sample left to evaluate: every problem was skipped")
+    samples = assign(kept, cfg.shard) if cfg.shard and source == cfg.samples else kept
     return _keys(kept), _match(samples, problems, cfg)
 
 
@@ -207,16 +235,15 @@ def evaluate(cfg: EvalConfig) -> Path:
     todo = [p for p in pending if p.sample.key not in kept]
     log.info("%d problems already in %s, %d to do", len(kept), out, len(todo))
     _run(cfg, todo, results)
-    if cfg.shard is None:
+    merged = _merge_keys(cfg, keys)
+    if cfg.shard is None or merged is None or shard_status(cfg.out.with_suffix(""), merged):
         return out
-    if shard_status(cfg.out.with_suffix(""), keys):
-        return out
-    return merge_shards(cfg.out.with_suffix(""), cfg.out, keys, cfg.samples)
+    return merge_shards(cfg.out.with_suffix(""), cfg.out, merged, cfg.samples)
 
 
 def expected_provenance(cfg: EvalConfig) -> dict[Any, str]:
     """Each problem's results provenance for these samples, APPS rows and limits."""
-    _, pending = _inputs(dataclasses.replace(cfg, shard=None))
+    _, pending = _inputs(dataclasses.replace(cfg, shard=None, stream=None))
     return {p.sample.key: p.provenance for p in pending}
 
 
@@ -233,10 +260,78 @@ def _log_sandbox(workers: int, isolation: str) -> None:
     (log.info if isolation.startswith("namespaces") else log.warning)(line)
 
 
+def _key(cfg: EvalConfig, job: Job, problem: Problem) -> str:
+    tests = [problem.fn_name, problem.inputs, problem.outputs]
+    settings = {"all_tests": cfg.all_tests, "recheck_timeouts": cfg.recheck_timeouts}
+    return program_key(job.code, tests, cfg.limits, settings)
+
+
+class _Judged:
+    """Where each program's result goes: its problem's record (appended once the problem
+    is complete), and the cache; counts reuses and, re-checking, changed verdicts."""
+
+    def __init__(self, cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
+        self.cfg, self.pending, self.results = cfg, pending, results
+        self.cache = VerdictCache(cfg.cache) if cfg.cache else None
+        self.flips: dict[tuple[str, str], int] = {}
+        self.rechecked = 0
+
+    def cached(self, job: Job, key: str) -> ProgramResult | None:
+        return None if self.cache is None or self.cfg.recheck else self.cache.get(key)
+
+    def record(self, job: Job, result: ProgramResult, key: str, reused: bool) -> None:
+        item = self.pending[job.tag]
+        item.results[job.code] = result
+        item.left -= 1
+        if reused:
+            item.cached.add(job.code)
+        elif self.cache is not None:
+            self._compare(key, result)
+            self.cache.put(key, result, rechecked=self.cfg.recheck)
+        if item.left == 0:
+            self.results.append(_record(item).to_json())
+
+    def _compare(self, key: str, result: ProgramResult) -> None:
+        old = self.cache.entries.get(key) if self.cache and self.cfg.recheck else None
+        if old is not None:
+            self.rechecked += 1
+            if old.verdict != result.verdict:
+                pair = (old.verdict.value, result.verdict.value)
+                self.flips[pair] = self.flips.get(pair, 0) + 1
+
+    def say(self, executed: int, reused: int) -> None:
+        log.info("verdict cache: %d programs executed, %d verdicts reused", executed, reused)
+        if self.cfg.recheck and self.cache is not None:
+            changed = ", ".join(f"{a} -> {b}: {n}" for (a, b), n in sorted(self.flips.items()))
+            log.warning(
+                "recheck: %d cached verdicts executed again, %d changed%s",
+                self.rechecked,
+                sum(self.flips.values()),
+                f" ({changed})" if changed else "",
+            )
+        if self.cache is not None:
+            self.cache.close()
+
+
 def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
     jobs = _jobs(pending)
     if not jobs:
         return
+    judged = _Judged(cfg, pending, results)
+    keys = [_key(cfg, job, pending[job.tag].problem) for job in jobs]
+    todo = []
+    for job, key in zip(jobs, keys, strict=True):
+        hit = judged.cached(job, key)
+        if hit is None:
+            todo.append((job, key))
+        else:
+            judged.record(job, hit, key, reused=True)
+    if todo:
+        _execute(cfg, [job for job, _ in todo], {(j.tag, j.code): k for j, k in todo}, judged)
+    judged.say(len(todo), len(jobs) - len(todo))
+
+
+def _execute(cfg: EvalConfig, jobs: list[Job], keys: dict[Any, str], judged: _Judged) -> None:
     workers = cfg.workers or cpus_granted()
     options = PoolOptions(
         workers=min(workers, len(jobs)),
@@ -254,11 +349,7 @@ def _run(cfg: EvalConfig, pending: list[_Pending], results: AppendLog) -> None:
     ):
         _log_sandbox(options.workers, pool.isolation)
         for job, result in pool.run(jobs):
-            item = pending[job.tag]
-            item.results[job.code] = result
-            item.left -= 1
-            if item.left == 0:
-                results.append(_record(item).to_json())
+            judged.record(job, result, keys[job.tag, job.code], reused=False)
             bar.update(1)
     elapsed = time.monotonic() - start
     log.info("evaluated %d programs in %.1fs (%.1f/s)", len(jobs), elapsed, len(jobs) / elapsed)

@@ -89,6 +89,7 @@ def eval_config(exp: Experiment, name: str, **overrides: Any) -> EvalConfig:
         samples=samples_dir(exp, name).with_suffix(".jsonl"),
         apps=Path(fetched(exp, exp.apps, hub.DATASET)),
         out=exp.dir / "results" / f"{name}.jsonl",
+        cache=exp.dir / "cache" / "verdicts",  # shared by both models and every re-run
     )
     return with_overrides(cfg, **overrides)
 

@@ -90,7 +90,7 @@ def submit_pipeline(
     wait: bool,
     dry_run: bool,
     sample_shards: int | None,
-    eval_shards: int,
+    eval_shards: int | None,
     force: bool = False,
 ) -> dict[str, list[str]]:
     profile = load_profile(cluster)
@@ -99,7 +99,7 @@ def submit_pipeline(
         profile, exp.dir.absolute(), wait, dry_run, exp.sample.gpus_per_model, exp.hub_dir
     )
     exp = dataclasses.replace(exp, force=force)
-    steps = pipeline(exp, shards, eval_shards)
+    steps = pipeline(exp, shards, eval_shards or shards)
 
     def checks() -> list[Check]:
         if not dry_run:

@@ -20,6 +20,9 @@ class Step:
     cfgs: list[Any]  # one per task; more than one = a job array
     deps: list[str] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)  # how `status` counts records
+    # An array that follows another of the same size task by task (one of `deps`): task i
+    # starts when that array's task i ended well (SLURM's aftercorr), not after all of it.
+    corr: str | None = None
 
     @property
     def array(self) -> bool:
@@ -48,9 +51,25 @@ def last_key(steps: list[Step]) -> str:
     return steps[-1].key
 
 
+def streamed_eval(exp: Experiment, name: str, sample: list[Step], shards: int) -> list[Step]:
+    """The eval steps of one model. With as many eval tasks as sampling tasks, eval task i
+    judges sample shard i as soon as sampling task i ended (aftercorr), and the merge of
+    the results also waits for the merged samples; otherwise eval waits for all samples."""
+    array = sample[0]
+    if not (array.array and len(array.cfgs) == shards and shards > 1):
+        ecfg = sc.eval_config(exp, name, progress=False)
+        return stage_steps("eval", ecfg, shards, f"eval/{name}", [last_key(sample)])
+    ecfg = sc.eval_config(exp, name, progress=False, stream=array.cfgs[0].out)
+    steps = stage_steps("eval", ecfg, shards, f"eval/{name}", [array.key])
+    steps[0].corr = array.key
+    steps[-1].deps.append(last_key(sample))  # merge-eval: also after merge-sample
+    return steps
+
+
 def pipeline(exp: Experiment, sample_shards: int, eval_shards: int) -> list[Step]:
     """prepare -> train -> sample -> eval for the fine-tuned model, sample -> eval for the
-    base model in parallel with training, then the report comparing both."""
+    base model in parallel with training, then the report comparing both. Eval streams
+    behind sampling when both have the same number of shards (`streamed_eval`)."""
     steps = [
         single_step("prepare", sc.prepare_config(exp)),
         single_step("train", exp, deps=["prepare"]),
@@ -59,10 +78,9 @@ def pipeline(exp: Experiment, sample_shards: int, eval_shards: int) -> list[Step
     for name, model, after in sc.models(exp):
         scfg = sc.sample_config(exp, name, model, progress=False)
         sample = stage_steps("sample", scfg, sample_shards, f"sample/{name}", [after])
-        ecfg = sc.eval_config(exp, name, progress=False)
-        evals = stage_steps("eval", ecfg, eval_shards, f"eval/{name}", [last_key(sample)])
+        evals = streamed_eval(exp, name, sample, eval_shards)
         steps += sample + evals
-        merged_results.append((last_key(evals), ecfg.out))
+        merged_results.append((last_key(evals), evals[0].cfgs[0].out))
     report = sc.report_config(exp, [out for _, out in merged_results])
     steps.append(single_step("report", report, deps=[k for k, _ in merged_results]))
     return steps

@@ -44,9 +44,14 @@ def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Ex
     return make_executor(launch.profile, launch.root / "jobs", binds, res, name, dependency)
 
 
-def _submit_step(launch: Launch, step: Step, dependency: str | None) -> list[submitit.Job]:
+def _submit_step(
+    launch: Launch, step: Step, dependency: str | None, index: int | None = None
+) -> list[submitit.Job]:
+    """The step's job(s): the whole array, or (with `index`) only that task of it."""
     ex = _executor(launch, step, dependency)
     task = StageTask(launch.root / "manifest.json", step.key, launch.hub_dir)
+    if index is not None:
+        return [ex.submit(task, step.stage, step.cfgs[index])]
     if step.array:
         return ex.map_array(task, [step.stage] * len(step.cfgs), step.cfgs)
     return [ex.submit(task, step.stage, step.cfgs[0])]
@@ -64,19 +69,32 @@ def _record(launch: Launch, step: Step, jobs: list[submitit.Job]) -> None:
             "logs": [str(j.paths.stdout) for j in jobs],
             "folder": str(launch.root / "jobs"),
             "deps": step.deps,
+            "corr": step.corr,
             "progress": step.progress,
             "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
 
 
+def dependency(step: Step, ids: dict[str, str]) -> str | None:
+    """SLURM's --dependency for a step (pure): aftercorr on the array it follows task by
+    task, afterok on the rest; `ids` maps a step key to its (master) job id, and a step
+    missing from it (skipped: its outputs were complete) is no dependency."""
+    corr = [ids[d] for d in step.deps if d == step.corr and d in ids]
+    ok = [ids[d] for d in step.deps if d != step.corr and d in ids]
+    parts = [f"aftercorr:{corr[0]}"] if corr else []
+    parts += [f"afterok:{':'.join(ok)}"] if ok else []
+    return ",".join(parts) or None
+
+
 def dry_run(launch: Launch, steps: list[Step]) -> str:
     parts = []
     for step in steps:
-        dep = "afterok:" + ":".join(f"<{d}>" for d in step.deps) if step.deps else None
-        ex = _executor(launch, step, dep)
+        ex = _executor(launch, step, dependency(step, {d: f"<{d}>" for d in step.deps}))
         tasks = f", array of {len(step.cfgs)}" if step.array else ""
-        deps = f", after {', '.join(step.deps)}" if step.deps else ""
+        after = [d for d in step.deps if d != step.corr]
+        deps = f", task by task after {step.corr}" if step.corr else ""
+        deps += f", after {', '.join(after)}" if after else ""
         parts.append(f"### {step.key} ({step.stage}{tasks}{deps})\n")
         parts.append(dry_run_text(ex, len(step.cfgs) if step.array else None))
     return "".join(parts)
@@ -112,8 +130,8 @@ def _submit_chained(launch: Launch, steps: list[Step]) -> dict[str, list[submiti
             skipped.add(step.key)
             _skip(launch, step)
             continue
-        dep = ":".join(slurm.master_id(jobs[d][0].job_id) for d in step.deps if d in jobs)
-        jobs[step.key] = _submit_step(launch, step, f"afterok:{dep}" if dep else None)
+        ids = {d: slurm.master_id(jobs[d][0].job_id) for d in step.deps if d in jobs}
+        jobs[step.key] = _submit_step(launch, step, dependency(step, ids))
         _record(launch, step, jobs[step.key])
         log.info("submitted %s: %s", step.key, ", ".join(str(j.job_id) for j in jobs[step.key]))
     return jobs
@@ -155,15 +173,19 @@ class _LocalRun:
         self.started: dict[str, float] = {}
         self.cpus: dict[str, int] = {}
         self.checked: set[str] = set()
+        self.tasks: dict[str, dict[int, submitit.Job]] = {}  # steps started task by task
         self.capacity = max(1, launch.profile.cpus_per_node)
 
+    def _task_cpus(self, step: Step) -> int:
+        return stage_resources(step.stage, self.launch.profile, self.launch.gpus_per_model).cpus
+
     def _want(self, step: Step) -> int:
-        res = stage_resources(step.stage, self.launch.profile, self.launch.gpus_per_model)
-        return res.cpus * len(step.cfgs)
+        return self._task_cpus(step) * len(step.cfgs)
 
     def _busy(self) -> int:
-        running = set(self.jobs) - self.done - self.failed
-        return sum(self.cpus[key] for key in running)
+        """The CPUs of every task still running (an array's finished tasks free theirs)."""
+        running = [*self.jobs.items(), *((k, list(t.values())) for k, t in self.tasks.items())]
+        return sum(self.cpus[key] * sum(not j.done() for j in js) for key, js in running)
 
     def _collect(self) -> None:
         for key, js in self.jobs.items():
@@ -175,6 +197,9 @@ class _LocalRun:
     def _cancel(self, step: Step) -> None:
         self.failed.add(step.key)
         self.pending.remove(step)
+        if step.key in self.tasks:  # tasks already started run to their end: wait for them
+            self.jobs[step.key] = list(self.tasks.pop(step.key).values())
+            return
         update_manifest(
             self.launch.root / "manifest.json",
             ["jobs", step.key],
@@ -203,7 +228,7 @@ class _LocalRun:
 
     def _start(self, step: Step) -> None:
         self.pending.remove(step)
-        self.cpus[step.key] = self._want(step)
+        self.cpus[step.key] = self._task_cpus(step)
         self.jobs[step.key] = _submit_step(self.launch, step, None)
         self.started[step.key] = time.monotonic()
         _record(self.launch, step, self.jobs[step.key])
@@ -216,12 +241,45 @@ class _LocalRun:
         for step in list(self.pending):
             if any(d in self.failed for d in step.deps):
                 self._cancel(step)
+            elif self._streaming(step):
+                self._start_tasks(step)
             elif not all(d in self.done for d in step.deps) or self._skipped(step):
                 continue
             elif fits(self._want(step), self._busy(), self.capacity):
                 self._start(step)
             else:
                 break
+
+    def _streaming(self, step: Step) -> bool:
+        """A step that follows an array task by task, that array started now, and its
+        other dependencies done: its tasks start one by one (`_start_tasks`)."""
+        others = [d for d in step.deps if d != step.corr]
+        return step.corr in self.jobs and all(d in self.done for d in others)
+
+    def _fits_task(self, step: Step) -> bool:
+        """A streamed task fits where the CPUs are free, or in the place of the task it
+        follows, which just ended (an array may have started over the machine's size)."""
+        want = self.cpus[step.key]
+        return fits(want, self._busy(), self.capacity) or want <= self.cpus[step.corr or ""]
+
+    def _start_tasks(self, step: Step) -> None:
+        """Start task i once task i of the followed array ended well and its CPUs are
+        free; when every task has started, the step runs as a whole."""
+        started = self.tasks.setdefault(step.key, {})
+        self.cpus[step.key] = self._task_cpus(step)
+        for index, job in enumerate(self.jobs[step.corr or ""]):
+            if index in started or not job.done():
+                continue
+            if _job_failed(job) or not self._fits_task(step):
+                return  # a failed task: the whole array is marked failed when it ends
+            started[index] = _submit_step(self.launch, step, None, index)[0]
+            self.started.setdefault(step.key, time.monotonic())
+            log.info(f"started {step.key} task {index} (log: {started[index].paths.stdout})")
+            _record(self.launch, step, [started[i] for i in sorted(started)])
+        if len(started) == len(step.cfgs):
+            self.pending.remove(step)
+            self.jobs[step.key] = [started[i] for i in range(len(step.cfgs))]
+            del self.tasks[step.key]
 
     def run(self) -> dict[str, list[submitit.Job]]:
         while self.pending:

@@ -63,6 +63,8 @@ class StageTask(submitit.helpers.Checkpointable):
         setup_logging()  # the job's own process: its log goes to the job's stderr file
         started, clock = _now(), time.monotonic()
         record = {"started": started, "host": socket.gethostname(), "state": "RUNNING"}
+        if getattr(cfg, "shard", None) is not None:
+            record["shard"] = str(cfg.shard)  # which task of the array: i/S
         self._timing(record)
         try:
             result = str(run_here(stage, cfg, self.hub_dir, self._record()))

@@ -16,7 +16,7 @@ from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resources
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
-from apps_hpc.launch.submit import fits
+from apps_hpc.launch.submit import dependency, fits
 from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args
 from tests.helpers import run_cli as _cli
 
@@ -85,6 +85,21 @@ def test_pipeline_plan_chains_both_models(tmp_path: Path) -> None:
     assert steps["eval/sft"].deps == ["merge-sample/sft"]
     assert steps["report"].deps == ["merge-eval/base", "merge-eval/sft"]
     assert steps["sample/sft"].cfgs[0].model == str(exp.train_dir)
+    assert all(s.corr is None for s in steps.values())  # 2 samplers, 3 judges: no streaming
+
+
+def test_eval_streams_behind_sampling_with_as_many_shards(tmp_path: Path) -> None:
+    exp = load_experiment(EXP, parse_sets([f"root={tmp_path}"]))
+    steps = {s.key: s for s in pipeline(exp, sample_shards=2, eval_shards=2)}
+    for name in ("base", "sft"):
+        judge = steps[f"eval/{name}"]
+        assert judge.deps == [f"sample/{name}"] and judge.corr == f"sample/{name}"
+        assert [c.stream for c in judge.cfgs] == [exp.dir / "samples" / name] * 2
+        assert steps[f"merge-eval/{name}"].deps == [f"eval/{name}", f"merge-sample/{name}"]
+    ids = {"sample/base": "11", "merge-sample/base": "12", "eval/base": "13"}
+    assert dependency(steps["eval/base"], ids) == "aftercorr:11"
+    assert dependency(steps["merge-eval/base"], ids) == "afterok:13:12"
+    assert dependency(steps["eval/base"], {}) is None  # sampling skipped: already done
 
 
 def _normalise(text: str, root: Path) -> str:
