@@ -304,7 +304,7 @@ def _judge(
         return Judged(outcome, _text(record, "got"), _text(record, "error"), walls)
     if kind == "out" and not call_based:
         text = _text(record, "text") or ""
-        if count_lines(text) > line_cap:
+        if len(text) > line_cap and count_lines(text) > line_cap:
             got = text[: DETAIL_CHARS + 1]
             return Judged(
                 Outcome.RUNTIME_ERROR, got, f"more than {line_cap} lines of output", walls

@@ -129,6 +129,8 @@ def _parse_bounded(payload: bytes, text: str, bounds: Bounds) -> Any:
         return int(literal)
 
     try:
+        if len(payload) <= bounds.max_int_digits:  # too short to hold a longer literal
+            return json.loads(text)
         return json.loads(text, parse_int=bounded_int)
     except RecursionError:
         raise WireError("a record nested too deeply") from None
@@ -275,6 +277,9 @@ _TAGGED_MAPPINGS: dict[type, str] = {
 }
 
 
+_PLAIN = frozenset({int, str, float, bool, type(None)})  # JSON's scalars: decoded as they are
+
+
 def decode(data: Any, bounds: Bounds = BOUNDS, depth: int = 0) -> Any:
     """`encode`'s inverse, on data from an untrusted child: WireError if malformed or
     beyond `bounds`."""
@@ -283,7 +288,8 @@ def decode(data: Any, bounds: Bounds = BOUNDS, depth: int = 0) -> Any:
     if depth > bounds.max_depth:
         raise WireError(f"a value nested more than {bounds.max_depth} deep")
     if isinstance(data, list):
-        return [decode(x, bounds, depth + 1) for x in data]
+        deeper = depth + 1
+        return [x if type(x) in _PLAIN else decode(x, bounds, deeper) for x in data]
     if not isinstance(data, dict) or set(data) - {"t", "v", "d", "s"}:
         raise WireError("malformed value")
     builder = _BUILDERS.get(data.get("t"))  # type: ignore[arg-type]
@@ -312,7 +318,7 @@ class _Node:
         values = self.data["v"]
         if not isinstance(values, list):
             raise WireError("not a list")
-        return [self.item(x) for x in values]
+        return decode(values, self.bounds, self.depth)
 
     def pairs(self) -> list[tuple[Any, Any]]:
         return [(self.item(k), self.item(v)) for k, v in self.data["v"]]
