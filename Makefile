@@ -12,9 +12,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python  ## the package (editable) with its dev tools and the training extra
+install: $(BIN)/python  ## the package (editable) with its dev tools, the training extra and the programs' packages
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
-	$(BIN)/python -m pip install -q -e '.[dev,train,fetch]'
+	$(BIN)/python -m pip install -q -e '.[dev,train,fetch,programs]'
 
 test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

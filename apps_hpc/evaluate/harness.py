@@ -186,7 +186,8 @@ def last_line(exc: BaseException) -> str:
 
 def _error_record(exc: BaseException, got: str | None) -> dict[str, Any]:
     outcome = "timeout" if isinstance(exc, TimeoutException) else "runtime_error"
-    return {"kind": "error", "outcome": outcome, "error": last_line(exc), "got": got}
+    error = last_line(exc)[: DETAIL_CHARS + 1]  # the evaluator keeps no more
+    return {"kind": "error", "outcome": outcome, "error": error, "got": got}
 
 
 def _stdin_test(method: Any, inputs: Any, timer: Timer, cap: int) -> dict[str, Any]:
@@ -226,11 +227,44 @@ def _call_test(method: Any, inputs: Any, timer: Timer) -> dict[str, Any]:
     return {"kind": "ret", "value": value}
 
 
+# The names pyext 0.7 drops from the program's globals before building the module: the
+# keys its own module's globals had when it was imported (`g_backup`).
+PYEXT_DROPPED = frozenset(
+    {
+        "__builtins__",
+        "__cached__",
+        "__doc__",
+        "__file__",
+        "__loader__",
+        "__name__",
+        "__package__",
+        "__spec__",
+    }
+)
+# `RuntimeModule.from_objects(name, docstring, **names)`: its own parameters.
+PYEXT_PARAMETERS = ("name", "docstring")
+
+
+def module_names(namespace: dict[Any, Any]) -> dict[str, Any]:
+    """The names pyext passes as keyword arguments to the function that builds the
+    module, raising the TypeError that call raises there: a top-level name that is one of
+    its parameters (`name = "alex"`, `docstring = ...`, a module-level `from os import *`
+    bringing `os.name`), or a key that is not a string."""
+    names = {k: v for k, v in namespace.items() if k not in PYEXT_DROPPED}
+    if not all(isinstance(k, str) for k in names):
+        raise TypeError("keywords must be strings")
+    for parameter in PYEXT_PARAMETERS:
+        if parameter in names:
+            raise TypeError(f"from_objects() got multiple values for argument {parameter!r}")
+    return names
+
+
 def _as_module(namespace: dict[str, Any]) -> types.ModuleType:
-    """The module `tmp_sol` the reference builds from the names a program defined, and
-    registers in `sys.modules` only after the program ran."""
+    """The module `tmp_sol` the reference builds from the names a program defined
+    (pyext's `RuntimeModule.from_string`), registered in `sys.modules` only after the
+    program ran."""
     module = types.ModuleType("tmp_sol", "")
-    module.__dict__.update(namespace)
+    module.__dict__.update(module_names(namespace))
     module.__file__ = "<runtime_module>"
     sys.modules["tmp_sol"] = module
     return module
@@ -272,7 +306,8 @@ def run_program(
         target = load_module(code, call_based, timer)
         method = getattr(target, probe.fn_name if call_based else "code")
     except Exception as exc:
-        emit(0, {"kind": "compile", "error": last_line(exc), "walls": WALL_TIMEOUTS[0]})
+        error = last_line(exc)[: DETAIL_CHARS + 1]
+        emit(0, {"kind": "compile", "error": error, "walls": WALL_TIMEOUTS[0]})
         return 1
     for index, inputs in enumerate(probe.inputs):
         if call_based:

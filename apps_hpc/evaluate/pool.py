@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apps_hpc.core.records import Verdict
-from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import (
     Judged,
@@ -170,7 +170,8 @@ class WorkerProcess:
                 return message if isinstance(message, Run) else None
             _, index, payload = message
             outputs = job.spec.outputs
-            judged = judge(payload, outputs[index] if index < len(outputs) else None, call_based)
+            expected = outputs[index] if index < len(outputs) else None
+            judged = judge(payload, expected, call_based, self.options.limits.max_output_lines)
             self.judged.append(judged)
             if judged.outcome is not Outcome.PASS and not stopped and not self.options.all_tests:
                 send(self.proc.stdin, "stop")
@@ -285,6 +286,7 @@ class EvalPool:
     """N warm workers; `run` yields (job, result) as programs finish."""
 
     def __init__(self, options: PoolOptions) -> None:
+        lift_int_digits_limit()  # the evaluator compares and shows what programs return
         self.options = options
         self.workers = [WorkerProcess(i, options) for i in range(options.workers)]
         self._idle: queue.Queue[WorkerProcess] = queue.Queue()

@@ -64,6 +64,10 @@ class Limits:
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_output_mb: int = 64  # captured stdout per test, in millions of characters
     tmp_mb: int = 64  # each of the program's private /tmp and /dev/shm (namespaces only)
+    max_output_lines: int = 1 << 20  # lines of output per test the evaluator compares
+    # Python's default, as in the reference run without IPython installed (pyext imports
+    # IPython if it can, and jedi then raises the limit to 3,000): docs/notes-issue-22.md.
+    recursion_limit: int = 1000
 
     @property
     def output_cap(self) -> int:

@@ -52,6 +52,15 @@ HEADER_MODULES = (
     "heapq",
 )
 
+# Imported by the warm worker too, before the reliability guard: numpy < 2 runs `lscpu`
+# through subprocess when `numpy.testing` is first imported (scipy imports it), which the
+# guard forbids; the reference's numpy 2 does not (docs/notes-issue-22.md).
+PRELOADED_MODULES = ("numpy.random", "numpy.testing")
+
+# The third-party packages programs may import (the `programs` extra; the container has
+# the same): each is tested to import inside the sandbox.
+PROGRAM_PACKAGES = ("numpy", "scipy", "sympy", "networkx", "pandas", "sortedcontainers")
+
 STDIN_PRELUDE = "stdin = sys.stdin\nstdout = sys.stdout\ndef code():\n"
 
 
@@ -196,11 +205,12 @@ def _float_lines_close(out: list[str], gt: list[str]) -> bool:
         return False
 
 
-def _token_sets(lines: list[str]) -> list[set[str]]:
-    return [set(line.split()) for line in lines]
+def _token_sets(lines: list[str]) -> set[frozenset[str]]:
+    """The reference's set of per-line token sets (one per distinct line's tokens)."""
+    return {frozenset(line.split()) for line in lines}
 
 
-def _rounded(sets: list[set[str]]) -> set[frozenset[float]]:
+def _rounded(sets: set[frozenset[str]]) -> set[frozenset[float]]:
     return {frozenset(round(float(t), 3) for t in s) for s in sets}
 
 
@@ -222,11 +232,11 @@ def stdin_output_matches(out: list[str], expected: str) -> bool:
     out = [line for line in out if len(line)]
     if out == [gt_lines] or out == gt_lines or _float_lines_close(out, gt_lines):
         return True
+    # The reference compares `out` with the list of gt's token sets here: equal only when
+    # both are empty, which the comparisons above have already found.
     gt_sets = _token_sets(gt_lines)
-    if out == gt_sets:
-        return True
-    out_sets = [s for s in _token_sets(out) if s]
-    ok = {frozenset(s) for s in out_sets} == {frozenset(s) for s in gt_sets}
+    out_sets = _token_sets(out) - {frozenset()}  # lines without tokens are dropped
+    ok = out_sets == gt_sets
     try:
         ok = ok or _rounded(out_sets) == _rounded(gt_sets)
     except Exception:
@@ -246,14 +256,32 @@ class Judged:
     walls: int = 0
 
 
-def judge(payload: bytes, expected: Any, call_based: bool) -> Judged:
+# The most lines of one test's output the evaluator compares (`str.splitlines` lines):
+# more is a runtime error, as more characters than the output cap is.
+OUTPUT_LINE_CAP = 1 << 20
+# What `str.splitlines` breaks a line at; "\r\n" is one break.
+_LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def count_lines(text: str) -> int:
+    """`len(text.splitlines())`, in linear time and without building the lines."""
+    if not text:
+        return 0
+    breaks = sum(text.count(mark) for mark in _LINE_BREAKS) - text.count("\r\n")
+    return breaks + (0 if text[-1] in _LINE_BREAKS else 1)
+
+
+def judge(
+    payload: bytes, expected: Any, call_based: bool, line_cap: int = OUTPUT_LINE_CAP
+) -> Judged:
     """A child's record for one test, against the expected output, with the reference's
-    rules. A record that is not one the harness writes is a runtime error."""
+    rules. A record that is not one the harness writes, or one beyond the bounds the
+    evaluator decodes (`wire.Bounds`, `line_cap`), is a runtime error."""
     try:
         record = wire.read_record(payload)
         walls = record.get("walls", 0)
         walls = walls if isinstance(walls, int) and not isinstance(walls, bool) else 0
-        return _judge(record, fix_expected(expected), call_based, walls)
+        return _judge(record, fix_expected(expected), call_based, walls, line_cap)
     except wire.WireError as exc:
         return Judged(Outcome.RUNTIME_ERROR, None, f"result channel: {exc}")
 
@@ -265,7 +293,9 @@ def _text(record: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _judge(record: dict[str, Any], expected: Any, call_based: bool, walls: int) -> Judged:
+def _judge(
+    record: dict[str, Any], expected: Any, call_based: bool, walls: int, line_cap: int
+) -> Judged:
     kind = record["kind"]
     if kind == "compile":
         return Judged(Outcome.COMPILE_ERROR, None, _text(record, "error"), walls)
@@ -274,6 +304,11 @@ def _judge(record: dict[str, Any], expected: Any, call_based: bool, walls: int) 
         return Judged(outcome, _text(record, "got"), _text(record, "error"), walls)
     if kind == "out" and not call_based:
         text = _text(record, "text") or ""
+        if len(text) > line_cap and count_lines(text) > line_cap:
+            got = text[: DETAIL_CHARS + 1]
+            return Judged(
+                Outcome.RUNTIME_ERROR, got, f"more than {line_cap} lines of output", walls
+            )
         ok = stdin_output_matches(text.splitlines(), join_lines(expected))
         return Judged(
             Outcome.PASS if ok else Outcome.WRONG_ANSWER, text[: DETAIL_CHARS + 1], None, walls

@@ -27,7 +27,7 @@ from apps_hpc.core.records import (
 from apps_hpc.core.schedenv import cpus_granted
 from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
 from apps_hpc.evaluate.cache import VerdictCache, program_key
-from apps_hpc.evaluate.harness import TestSpec
+from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.hub import paths as hub
@@ -200,6 +200,7 @@ def _inputs(cfg: EvalConfig) -> tuple[list[dict[str, Any]], list[_Pending]]:
     """(the problems the merged results will hold, this shard's pending problems).
     Samples whose APPS row was skipped as bad (--skip-bad-rows) are counted and said."""
     apps = hub.local(cfg.apps, hub.DATASET)  # a hub id: its fetched snapshot, offline
+    lift_int_digits_limit()  # expected outputs may hold ints of more than 4,300 digits
     problems, load = load_problems(apps, cfg.split, cfg.skip_bad_rows)
     if load.skipped:
         log.warning("skipped %d bad APPS rows; first: %s", len(load.skipped), load.skipped[0])

@@ -40,7 +40,7 @@ from apps_hpc.evaluate.harness import (
     reliability_guard,
     run_program,
 )
-from apps_hpc.evaluate.semantics import HEADER_MODULES
+from apps_hpc.evaluate.semantics import HEADER_MODULES, PRELOADED_MODULES
 
 CACHE_SIZE = 4
 _ESCAPED = 70  # the child's exit status when the program's run did not end normally
@@ -94,6 +94,7 @@ def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) 
         sandbox.enter(scratch, fd, limits, cfg["identity"])
         _seed_rngs()
         lift_int_digits_limit()
+        sys.setrecursionlimit(limits.recursion_limit)  # a recorded setting (Limits)
         timer = Timer(limits.test_timeout_s, limits.wall_factor)
         reliability_guard()
         emit = _emitter(fd, record_cap(limits))
@@ -297,7 +298,7 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
         send(proto_out, {"ready": False, "error": str(exc)})
         return
     sandbox.become_subreaper()
-    for name in (*HEADER_MODULES, "numpy.random"):
+    for name in (*HEADER_MODULES, *PRELOADED_MODULES):
         importlib.import_module(name)
     gc.collect()
     gc.freeze()  # forked children never scan (and so never copy) the worker's objects

@@ -4,8 +4,10 @@ reference (`call_output_matches`, raising where it raises)."""
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import Counter, OrderedDict, deque
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -126,3 +128,50 @@ def test_too_deep_a_value_is_refused_by_the_encoder() -> None:
         value = [value]
     with pytest.raises(wire.WireError):
         wire.encode(value)
+
+
+class _Answer(str, enum.Enum):
+    VALUE = "value"
+
+
+class _Six(enum.IntEnum):
+    SIX = 6
+
+
+class _Amount(float):
+    def __repr__(self) -> str:
+        return "Amount"
+
+
+class _Word(str):
+    def __str__(self) -> str:
+        return "WORD"
+
+
+CARRIED: list[Any] = [
+    Decimal(15),
+    Decimal("6.50"),
+    Decimal("NaN"),
+    _Answer.VALUE,
+    _Six.SIX,
+    _Amount(1.5),
+    _Word("value"),
+    [_Six.SIX, (_Answer.VALUE,)],
+    10**5000,
+]
+
+
+@pytest.mark.parametrize(
+    "value", CARRIED, ids=[f"{type(v).__name__}-{i}" for i, v in enumerate(CARRIED)]
+)
+def test_numbers_and_subclasses_compare_as_the_originals(value: Any) -> None:
+    rebuilt = _through_the_wire(value)
+    for expected in [*EXPECTED, 15, [15], "value", ["value"], 6, [6], 1.5, [6.5], 10**5000]:
+        assert _outcome(rebuilt, expected) == _outcome(value, expected), expected
+
+
+def test_library_numbers_travel_as_the_number_they_are() -> None:
+    sympy = pytest.importorskip("sympy")
+    assert _through_the_wire(sympy.Integer(6)) == 6
+    assert _through_the_wire(sympy.Rational(1, 3)) == Fraction(1, 3)
+    assert type(_through_the_wire(sympy.Float(0.5))) is float
