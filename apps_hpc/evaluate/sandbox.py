@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.evaluate import namespaces
+from apps_hpc.evaluate import namespaces, seccomp
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -317,6 +317,7 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead
     _scrub_env(scratch)
+    seccomp.confine()  # last: a fresh session keyring, then the system-call filter
 
 
 def fork_program(identity: Identity) -> int:

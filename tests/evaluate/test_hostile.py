@@ -6,6 +6,7 @@ tests/unprivileged.py), with secrets planted in the evaluator's environment."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -65,7 +66,6 @@ print(OK if not found else 'leaked %d' % len(found))
 # The kernel's keyrings are not namespaced: a program gets a fresh, empty session
 # keyring and no keyring system call at all.
 KEYRING = r"""
-import ctypes.util
 SYS = {'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219)}[os.uname().machine]
 add_key, request_key, keyctl = SYS
 r1 = libc.syscall(add_key, b'user', b'verdict', b'pass', 4, ctypes.c_long(-3))
@@ -146,8 +146,20 @@ ALLOWED = {
 
 PROGRAMS = {
     "search-memory": SEARCH_MEMORY,
+    "keyring": KEYRING,
+    "session-keyring-empty": SESSION_KEYRING_EMPTY,
+    **SYSCALLS,
     **ALLOWED,
 }
+
+
+def _plant_session_key() -> None:
+    """This process joins a session keyring of its own holding a key "apps-hpc-test",
+    as a login's credentials would be (the workers inherit it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    keyctl, add_key = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]
+    libc.syscall(keyctl, 1, b"apps-hpc-test-session")  # KEYCTL_JOIN_SESSION_KEYRING
+    libc.syscall(add_key, b"user", b"apps-hpc-test", b"secret", 6, ctypes.c_long(-3))
 
 
 @pytest.fixture(scope="module", params=["namespaces", "none"])
@@ -155,6 +167,7 @@ def planted_pool(request: pytest.FixtureRequest) -> Iterator[EvalPool]:
     """A pool started with secrets in the evaluator's environment."""
     saved = dict(os.environ)
     os.environ.update(SECRETS)
+    _plant_session_key()
     try:
         options = PoolOptions(workers=2, limits=FAST_LIMITS, isolation=request.param)
         with EvalPool(options) as pool:
