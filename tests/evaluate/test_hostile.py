@@ -7,6 +7,7 @@ tests/unprivileged.py), with secrets planted in the evaluator's environment."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 from apps_hpc.core.records import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
+from apps_hpc.evaluate.sandbox import TREE_POLL_S as sandbox_poll
 from tests.helpers import FAST_LIMITS, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
@@ -230,3 +232,53 @@ def test_unprivileged_evaluator_contains_round_two(workdir: Path) -> None:
     got = {names[r["problem_id"]]: r["verdicts"][0] for r in records}
     failures = {r["problem_id"]: r.get("failures") for r in records if r["verdicts"] != ["pass"]}
     assert got == dict.fromkeys(names, "pass"), failures
+
+
+# ---------------------------------------------------------------- the whole process tree
+
+SPINNERS = """
+import posix, signal
+for _ in range(3):
+    if posix.fork() == 0:
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        while True:
+            pass
+for _ in range(3):
+    posix.wait()
+print(OK)
+"""
+HOARDERS = """
+import posix, time
+for _ in range(5):
+    if posix.fork() == 0:
+        block = bytearray(250 * 2**20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(60)
+time.sleep(60)
+"""
+
+
+@pytest.fixture(scope="module")
+def patient_pool() -> Iterator[EvalPool]:
+    """A 3 s CPU budget for the program, no shorter limit for its one test."""
+    limits = dataclasses.replace(FAST_LIMITS, test_timeout_s=30.0)
+    with EvalPool(PoolOptions(workers=1, limits=limits)) as pool:
+        yield pool
+
+
+def test_forked_spinners_share_one_cpu_budget(patient_pool: EvalPool) -> None:
+    """Three forked children that ignore SIGXCPU (each would stop at its own 4 s rlimit:
+    12 CPU-s, then the parent prints OK): the CPU of all counts against the program's
+    3 s budget, and the program is stopped there."""
+    result = run_one(patient_pool, PRELUDE + SPINNERS, ["x"], [OK])
+    assert result.verdict is Verdict.TIMEOUT, result
+    budget = FAST_LIMITS.program_budget_s
+    assert budget <= result.cpu_s <= budget + 3 * 2 * sandbox_poll, result
+
+
+def test_forked_children_share_one_memory_limit(patient_pool: EvalPool) -> None:
+    """Five children of 250 MB each (1.25 GB) under a 1 GB limit: stopped."""
+    result = run_one(patient_pool, PRELUDE + HOARDERS, ["x"], [OK])
+    assert result.verdict is Verdict.RUNTIME_ERROR, result
+    assert "together held more than" in result.detail + str(result.failure), result
