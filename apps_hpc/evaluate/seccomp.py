@@ -144,7 +144,7 @@ def describe() -> str:
     if not supported():
         return f"none (no system-call table for {platform.machine()})"
     count = sum(len(calls) for _, calls in DENIED.values())
-    return f"seccomp: {count} calls denied ({', '.join(DENIED)}), nested namespaces refused"
+    return f"seccomp: {count} calls denied ({', '.join(DENIED)}), no nested namespaces"
 
 
 def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
