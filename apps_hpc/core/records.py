@@ -162,7 +162,7 @@ def _failures(rec: dict[str, Any], n: int, where: tuple[str, int]) -> list[Any] 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, object) for each non-empty line; a bad line is a DataError."""
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", newline="\n") as fh:  # "\n" alone ends a line
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -193,7 +193,7 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    for line in jsonl_lines(path.read_text(encoding="utf-8")):
         try:
             rec = json.loads(line) if line.endswith("\n") else None
         except ValueError:
@@ -203,8 +203,25 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def dump_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+# "\n" is the only line break of a JSONL file. json.dumps escapes every other character
+# str.splitlines() breaks at (\r, \x0b, \x0c, \x1c-\x1e) but these three, which a
+# program's output may hold (honest ones print U+2028 too): escaped, a record is one
+# line for every reader, even one that splits with str.splitlines().
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def dump_line(record: Any) -> str:
+    """One JSONL line: `record` as JSON (UTF-8, no other line break), then "\n"."""
+    return (
+        json.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS) + "\n"
+    )
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split at "\n" alone (never str.splitlines()), each
+    with its "\n" kept; the last has none when the text does not end with one."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 class AppendLog:

@@ -61,7 +61,7 @@ def shard_files(folder: Path) -> dict[int, tuple[int, Path]]:
 
 def _keys_in(path: Path) -> set[tuple[str, int]]:
     keys = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").split("\n"):
         try:
             rec = json.loads(line)
             keys.add((rec.get("split", "test"), rec["problem_id"]))

@@ -70,8 +70,31 @@ class PoolOptions:
     isolation: str = "auto"  # namespaces, falling back to none with a warning; or either
 
 
+# What a worker's environment may hold from the evaluator's: where Python and its
+# libraries are, the locale and the temporary folder. Nothing else: a cluster session's
+# environment holds tokens (HF_TOKEN, AWS_SECRET_ACCESS_KEY...), and the environment a
+# process was exec'd with stays in its memory (/proc/self/environ, the top of its stack)
+# for every child forked from it, whatever os.environ says later.
+WORKER_ENV_KEPT = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONNOUSERSITE",
+    "PYTHONUSERBASE",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+)
+
+
 def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
+    """The worker's whole environment at exec (see WORKER_ENV_KEPT)."""
+    env = {k: v for k, v in os.environ.items() if k in WORKER_ENV_KEPT}
     env.update(
         PYTHONHASHSEED="0",  # set iteration order (and so printed output) is reproducible
         OMP_NUM_THREADS="1",

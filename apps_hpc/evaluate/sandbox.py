@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.evaluate import namespaces
+from apps_hpc.evaluate import namespaces, seccomp
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -208,10 +208,14 @@ def setup_worker(cfg: dict[str, Any]) -> tuple[Identity, str, str]:
         identity = _namespace_identity(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
         tempfile.tempdir = "/tmp"  # the worker's private tmpfs; each child mounts its own
         what = f"user, PID, mount, network, IPC; read-only filesystem; {describe(identity)}"
-        return identity, "userns+netns (loopback down)", f"namespaces ({what})"
+        return identity, "userns+netns (loopback down)", f"namespaces ({what}){_extra()}"
     identity = identity_for_slot(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
     network = isolate_network()
-    return identity, network, f"none (network: {network}; {describe(identity)})"
+    return identity, network, f"none (network: {network}; {describe(identity)}){_extra()}"
+
+
+def _extra() -> str:
+    return f"; {seccomp.describe()}; {tree_limits()}"
 
 
 def isolate_network() -> str:
@@ -321,6 +325,7 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead
     _scrub_env(scratch)
+    seccomp.confine()  # last: a fresh session keyring, then the system-call filter
 
 
 def fork_program(identity: Identity) -> int:
@@ -359,6 +364,57 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+TREE_POLL_S = 0.25  # how often the worker sums its program's process tree
+
+
+@dataclass(frozen=True)
+class TreeUsage:
+    """What a program's processes use together: CPU seconds (live and reaped ones) and
+    resident memory (live ones)."""
+
+    cpu_s: float
+    rss_mb: float
+    processes: int
+
+
+def tree_usage(root: int) -> TreeUsage:
+    """The sum over every descendant of `root` (not `root` itself), from /proc. The
+    worker is a child subreaper (or PID 1 of its namespace): no descendant escapes it."""
+    stats: dict[int, list[bytes]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    stats[int(entry.name)] = fh.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    todo, cpu, rss, count = list(children.get(root, [])), 0, 0, 0
+    while todo:
+        pid = todo.pop()
+        fields = stats[pid]
+        cpu += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        rss += int(fields[21])
+        count += 1
+        todo += children.get(pid, [])
+    return TreeUsage(cpu / ticks, rss * page / MIB, count)
+
+
+def tree_limits() -> str:
+    """How the limits of a program's whole process tree are kept, in words."""
+    cgroup = "cgroup v2 not used"
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        cgroup = "no cgroup v2 here"
+    return (
+        f"process tree: CPU and memory of all a program's processes summed every "
+        f"{TREE_POLL_S:g} s by the worker, stopped at the budget ({cgroup}); "
+        "per process: rlimits; /tmp and /dev/shm: size-capped tmpfs per program"
+    )
 
 
 def _reap_exited() -> bool:

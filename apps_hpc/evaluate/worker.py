@@ -164,6 +164,21 @@ class Watch:
 
     timed_out: bool = False
     stopped: bool = False
+    tree: str = ""  # which limit of the whole process tree stopped it (cpu | memory)
+    tree_cpu_s: float = 0.0  # the tree's CPU seconds when last summed
+
+
+def _check_tree(pid: int, limits: sandbox.Limits, watch: Watch) -> None:
+    """Sum the program's processes; stop them all at the CPU budget or the memory limit
+    (each process has its own rlimits; forked ones would multiply them)."""
+    usage = sandbox.tree_usage(os.getpid())
+    watch.tree_cpu_s = max(watch.tree_cpu_s, usage.cpu_s)
+    if usage.cpu_s > limits.program_budget_s:
+        watch.tree = "cpu"
+    elif usage.rss_mb > limits.memory_mb:
+        watch.tree = "memory"
+    if watch.tree:
+        _kill(pid)
 
 
 def _read_chunk(fd: int, relay: Relay) -> bool:
@@ -177,20 +192,30 @@ def _read_chunk(fd: int, relay: Relay) -> bool:
     return bool(data)
 
 
-def _watch(pid: int, fd: int, proto: BinaryIO, deadline: float, relay: Relay) -> Watch:
+def _watch(
+    pid: int, fd: int, proto: BinaryIO, deadline: float, relay: Relay, limits: sandbox.Limits
+) -> Watch:
     """Relay the child's records until it exits; stop it when the evaluator says so,
-    when it breaks the channel's rules, or at the wall deadline."""
+    when it breaks the channel's rules, when its process tree passes a limit, or at the
+    wall deadline."""
     watch = Watch()
     pidfd = os.pidfd_open(pid)
     proto_fd = proto.fileno()
     waiting = [fd, pidfd, proto_fd]
+    next_check = time.monotonic() + sandbox.TREE_POLL_S
     try:
         while True:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 watch.timed_out = True
                 return watch
-            ready, _, _ = select.select(waiting, [], [], left)
+            if now >= next_check:
+                if not watch.tree:
+                    _check_tree(pid, limits, watch)
+                next_check = now + sandbox.TREE_POLL_S
+            wait = min(left, max(next_check - now, 0.0))
+            ready, _, _ = select.select(waiting, [], [], wait)
             if fd in ready and not _read_chunk(fd, relay):
                 waiting.remove(fd)
             if proto_fd in ready:
@@ -231,6 +256,8 @@ def _classify(status: int, cpu_s: float, limits: sandbox.Limits, watch: Watch) -
         return "wall_limit"
     if watch.stopped:
         return "stopped"
+    if watch.tree:
+        return "cpu_limit" if watch.tree == "cpu" else "crashed"
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return "ok"
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
@@ -253,7 +280,7 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
     os.close(w)
     relay = Relay(len(probe.inputs), record_cap(limits), out[1])
     try:
-        watch = _watch(pid, r, out[0], start + limits.wall_deadline_s, relay)
+        watch = _watch(pid, r, out[0], start + limits.wall_deadline_s, relay, limits)
         if watch.timed_out:
             _kill(pid)
         _, status, usage = os.wait4(pid, 0)
@@ -262,9 +289,11 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
     wall = time.monotonic() - start
     sandbox.reap(pid)
     sandbox.remove_scratch(scratch)
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = max(usage.ru_utime + usage.ru_stime, watch.tree_cpu_s)
     state = "crashed" if relay.violation else _classify(status, cpu, limits, watch)
     detail = relay.violation or _describe(status)
+    if watch.tree == "memory":
+        detail = f"the program's processes together held more than {limits.memory_mb} MB"
     return Run(state, relay.records, cpu, wall, detail)
 
 

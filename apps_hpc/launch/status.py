@@ -97,7 +97,7 @@ def progress_of(spec: dict[str, Any]) -> str:
         path = Path(spec["trainer_log"])
         if not path.exists():
             return "-"
-        last = path.read_text().strip().splitlines()[-1:]
+        last = path.read_text().strip().split("\n")[-1:]
         rec = json.loads(last[0]) if last else {}
         return f"{rec.get('current_steps', 0)}/{rec.get('total_steps', '?')} steps"
     if "exists" in spec:

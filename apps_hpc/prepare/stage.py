@@ -25,6 +25,7 @@ from apps_hpc.core.apps import Problem, iter_problems
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
 from apps_hpc.core.prompts import answer, user_prompt
+from apps_hpc.core.records import dump_line
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.stamps import files_fingerprint, stamp_matches, write_stamp
 
@@ -107,8 +108,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    lines = (json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n" for rec in records)
-    write_atomic(path, "".join(lines))
+    write_atomic(path, "".join(dump_line(rec) for rec in records))
 
 
 def _update_dataset_info(out: Path, name: str, file_name: str) -> None:

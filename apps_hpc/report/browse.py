@@ -16,6 +16,7 @@ from typing import Any
 from apps_hpc.core.records import ResultRecord, Verdict
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults, ProblemKey, key_text, problem_key
+from apps_hpc.report.show import visible
 
 VERDICTS = [v.value for v in Verdict]
 CHUNK = 40  # problems per detail blob: ~0.3 MB of programs at the real size
@@ -59,7 +60,16 @@ def index(models: list[ModelResults], keys: list[ProblemKey]) -> dict[str, Any]:
 def failures_of(rec: ResultRecord) -> list[Any] | None:
     """The per-program failure detail, or None for records written before it existed."""
     value = rec.failures  # a field of the record since issue 11 (checked when read)
-    return value if value is not None and len(value) == len(rec.verdicts) else None
+    if value is None or len(value) != len(rec.verdicts):
+        return None
+    return [_visible_values(f) for f in value]
+
+
+def _visible_values(failure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A failure with its texts (a program's output among them) made visible."""
+    if failure is None:
+        return None
+    return {k: visible(v) if isinstance(v, str) else v for k, v in failure.items()}
 
 
 def detail(
@@ -73,7 +83,9 @@ def detail(
         codes = files.codes.get(model.name, {}).get(key)
         out["models"][model.name] = {
             "verdicts": rec.verdicts,
-            "codes": codes if codes is not None and len(codes) == len(rec.verdicts) else None,
+            "codes": [visible(c) for c in codes]
+            if codes is not None and len(codes) == len(rec.verdicts)
+            else None,
             "failures": failures_of(rec),
         }
     return out

@@ -8,6 +8,7 @@ why it failed (the results records' `failures`), optionally with the program's c
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,26 @@ from apps_hpc.core.records import ResultRecord, SampleRecord, read_results, read
 
 INDENT = "     "
 _FIELDS = ("input", "expected", "got")
+# What a program's output must not do to a terminal or a page: control characters (C0
+# but tab and newline, DEL, C1: ANSI and OSC escape sequences start with them), bidi
+# and zero-width format characters (text that reads other than it is), the Unicode line
+# and paragraph separators, lone surrogates (unprintable) and tag characters.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def visible(text: str) -> str:
+    """`text` with every character in _HIDDEN written as its escape (\\x1b, \\u2028)."""
+    return _HIDDEN.sub(_escape, text)
 
 
 def _block(label: str, text: str | None) -> list[str]:
@@ -23,7 +44,7 @@ def _block(label: str, text: str | None) -> list[str]:
     `(none)` for None, `(empty)` for ""."""
     if text is None:
         return [f"{INDENT}{label:<9}| (none)"]
-    text = text[:-1] if text.endswith("\n") else text
+    text = visible(text[:-1] if text.endswith("\n") else text)
     lines = text.split("\n") if text else ["(empty)"]
     head = f"{INDENT}{label:<9}| "
     return [head + lines[0]] + [f"{INDENT}{'':<9}| {line}" for line in lines[1:]]
@@ -39,7 +60,7 @@ def format_failure(failure: dict[str, Any] | None) -> list[str]:
     if failure is None:
         return [f"{INDENT}(no failure detail recorded)"]
     error = failure.get("error")
-    lines = [f"{INDENT}first failing test: {failure.get('test')}"]
+    lines = [visible(f"{INDENT}first failing test: {failure.get('test')}")]
     if error is not None:
         lines += _block("error", error)
     for name in _FIELDS:
@@ -52,7 +73,7 @@ def format_failure(failure: dict[str, Any] | None) -> list[str]:
 def format_program(rec: ResultRecord, index: int, code: str | None) -> list[str]:
     verdict = rec.verdicts[index]
     tests = rec.tests[index] if index < len(rec.tests) else []
-    lines = [f"  #{index}  {verdict}  ({_tests_line(tests)})"]
+    lines = [visible(f"  #{index}  {verdict}  ({_tests_line(tests)})")]
     if verdict != "pass" and rec.failures is not None:
         lines += format_failure(rec.failures[index])
     if code is not None:
@@ -63,8 +84,10 @@ def format_program(rec: ResultRecord, index: int, code: str | None) -> list[str]
 def format_record(rec: ResultRecord, codes: list[str] | None = None) -> str:
     """A problem's programs, one block each, under a header line."""
     lines = [
-        f"{rec.split}/{rec.problem_id} ({rec.difficulty}), model {rec.model}: "
-        f"{rec.c} of {rec.n} programs pass"
+        visible(
+            f"{rec.split}/{rec.problem_id} ({rec.difficulty}), model {rec.model}: "
+            f"{rec.c} of {rec.n} programs pass"
+        )
     ]
     if rec.failures is None:
         lines.append("  (no failure detail: this record was written before it was kept)")

@@ -108,7 +108,8 @@ def sample_cuda(folder: Path) -> str:
     cfg = sc.sample_config(exp, "sft", model, engine="transformers", progress=False)  # type: ignore[arg-type]
     cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, n=2, max_tokens=16))
     merged = sample(cfg)
-    lines = merged.read_text().splitlines() if merged.is_file() else []
+    text = merged.read_text() if merged.is_file() else ""
+    lines = [line for line in text.split("\n") if line]
     if not lines:
         raise RuntimeError(f"{merged}: no samples")
     return f"transformers engine on cuda: {len(lines)} problems x 2 -> {merged}"
