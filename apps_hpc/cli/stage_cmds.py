@@ -19,7 +19,7 @@ from apps_hpc.cli.common import (
     recorded_in,
     sets_option,
 )
-from apps_hpc.core.config import PrepareSection, SampleSection
+from apps_hpc.core.schema import PrepareSection, SampleSection
 from apps_hpc.experiment.lifecycle import open_experiment
 from apps_hpc.hub import paths as hub
 from apps_hpc.prepare.stage import PrepareConfig
@@ -223,7 +223,7 @@ def sample_cmd(
       apps-hpc sample --model experiments/x/train --prompts experiments/x/data/prompts.jsonl \\
         --out experiments/x/samples/sft --engine vllm --gpus all
     """
-    from apps_hpc.core.config import Sampling
+    from apps_hpc.core.schema import Sampling
     from apps_hpc.core.shards import output_paths, parse_shard
     from apps_hpc.experiment import stage_configs as sc
 

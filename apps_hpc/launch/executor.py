@@ -10,9 +10,10 @@ from typing import Any
 
 import submitit
 
+from apps_hpc.core.schema import Profile, mem_mb
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import slurm
-from apps_hpc.launch.profiles import Profile, mem_mb, mem_text
+from apps_hpc.launch.profiles import mem_text
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.namespaces import covering, id_maps
 from tests.helpers import REPO, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command

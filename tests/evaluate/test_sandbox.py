@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from tests.helpers import FAST_LIMITS, run_one
 
