@@ -97,3 +97,13 @@ def test_report_of_results_outside_an_experiment_reads_no_samples(tmp_path: Path
     out = ["--no-plot", "--k", "1", "--out", str(tmp_path / "r")]
     r = run_cli("report", str(path), *out, check=True)
     assert "unreadable" not in r.stderr and "codes" not in r.stderr, r.stderr
+
+
+def test_the_demo_config_finds_the_bundled_data_from_any_folder(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    run_cli("prepare", "--config", "demo", "--out", str(out), cwd=tmp_path, check=True)
+    assert (out / "prompts.jsonl").read_text().count("\n") == 20  # mini-APPS' test split
+    from apps_hpc.hub.paths import PACKAGE, absolute
+
+    assert Path(absolute("apps_hpc/data/mini_apps")) == PACKAGE / "data" / "mini_apps"
+    assert (PACKAGE / "data" / "mini_apps" / "test.jsonl").is_file()
