@@ -17,7 +17,7 @@ from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resource
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import fits
-from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args
+from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args, require
 from tests.helpers import run_cli as _cli
 
 EXP = CPU_EXPERIMENT
@@ -176,8 +176,7 @@ def test_nonexistent_image_submits_nothing(
 
 
 def test_unreachable_cluster_submits_nothing(tmp_path: Path) -> None:
-    if not shutil_which("scontrol"):
-        pytest.skip("no SLURM client on this machine")
+    require(shutil_which("scontrol"), "no SLURM client on this machine")
     conf = tmp_path / "slurm.conf"
     conf.write_text(
         "ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=1\n"
