@@ -51,7 +51,7 @@ from typing import Any
 from tqdm import tqdm
 
 from apps_hpc.core.apps import Problem, load_problems
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits

@@ -4,23 +4,22 @@ helpers live in `tests/helpers.py`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from tests.helpers import FAST_LIMITS, SHARED_APPS
+from tests.helpers import FAST_LIMITS, SHARED_APPS, require
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="session")
 def shared_apps() -> Path:
-    if not (SHARED_APPS / "reference-verdicts.jsonl").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_APPS} is missing in CI")
-        pytest.skip(f"{SHARED_APPS} not present (the real APPS rows live beside the repo)")
+    require(
+        (SHARED_APPS / "reference-verdicts.jsonl").is_file(),
+        f"{SHARED_APPS} not present (the real APPS rows live beside the repo)",
+    )
     return SHARED_APPS
 
 

@@ -3,10 +3,16 @@ fast sandbox limits, and ways to run the real CLI and the real evaluator."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
 
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, ProgramResult
@@ -34,6 +40,38 @@ def run_one(
     )
     [(_, result)] = list(pool.run([job]))
     return result
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the test when a requirement is missing (namespaces, root, Chromium, SLURM,
+    LlamaFactory, vLLM's wheel, a tool); where `CI` is set, fail instead: CI installs
+    them all, so a missing one is a broken CI, not a test to leave out in silence.
+    A GPU is not such a requirement: GPU tests skip with `pytest.skip` everywhere."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"requirement missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def needs(condition: object, reason: str) -> Callable[[F], F]:
+    """`require` as a decorator: the test, or, when the requirement is missing, a test of
+    the same name and fixtures that skips (fails in CI)."""
+
+    def wrap(test: F) -> F:
+        if condition:
+            return test
+
+        @functools.wraps(test)
+        def missing(*args: Any, **kwargs: Any) -> None:
+            require(False, reason)
+
+        return missing  # type: ignore[return-value]
+
+    return wrap
 
 
 def run_cli(

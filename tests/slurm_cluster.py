@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "slurm" / "local-cluster.sh"
 DEFAULT_STATE_DIR = "/tmp/apps-hpc-slurm"
@@ -45,9 +47,7 @@ class SlurmCluster:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"SLURM cluster unavailable in CI: {reason}")
-    pytest.skip(f"SLURM cluster unavailable: {reason}")
+    require(False, f"SLURM cluster unavailable: {reason}")
 
 
 def _missing_commands() -> list[str]:

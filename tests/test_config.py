@@ -28,7 +28,8 @@ def test_env_dir_then_cwd_configs_win_over_the_package(tmp_path: Path, monkeypat
     for folder, cpus in ((site, 7), (local, 5)):
         (folder / "clusters").mkdir(parents=True)
         (folder / "clusters" / "local.yaml").write_text(
-            f"executor: local\ncpus_per_task: {cpus}\ngpus_per_node: 0\nmem: null\ntime: 5\n"
+            f"executor: local\ncpus_per_node: {cpus}\ngpus_per_node: 0\n"
+            "mem_per_node: null\ntime: 5\n"
         )
     monkeypatch.chdir(tmp_path / "work")
     monkeypatch.delenv("APPS_HPC_CONFIG_DIR", raising=False)

@@ -9,7 +9,7 @@ import pytest
 
 from apps_hpc.core.config import load_experiment, parse_sets
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.typed import slurm_minutes
+from apps_hpc.core.schema import slurm_minutes
 from apps_hpc.launch.profiles import load_profile
 from tests.helpers import REPO, run_cli
 

@@ -11,15 +11,16 @@ import click
 from apps_hpc import __version__
 from apps_hpc.cli import ops_cmds, result_cmds, stage_cmds, submit_cmds
 from apps_hpc.cli.common import CONTEXT
-from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.errors import AppsHpcError, missing_dependency
 from apps_hpc.core.logs import level_for, setup_logging
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Group(click.Group):
-    """Turns an input, path, config or environment error (AppsHpcError, OSError) into
-    one line on stderr and exit code 2, and Ctrl-C into exit code 130."""
+    """Turns an input, path, config or environment error (AppsHpcError, OSError, a
+    missing optional dependency) into one line on stderr and exit code 2, and Ctrl-C
+    into exit code 130."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -28,6 +29,10 @@ class _Group(click.Group):
             _fail(f"error: {exc}", 2)
         except OSError as exc:  # a path that is a folder, not writable, a missing program
             _fail(f"error: {exc}", 2)
+        except ModuleNotFoundError as exc:  # an optional dependency: name its extra
+            if (line := missing_dependency(exc)) is None:
+                raise
+            _fail(f"error: {line}", 2)
         except KeyboardInterrupt:
             _fail("interrupted", INTERRUPTED)
         return None

@@ -19,7 +19,7 @@ from apps_hpc.cli.common import (
     recorded_in,
     sets_option,
 )
-from apps_hpc.core.config import PrepareSection, SampleSection
+from apps_hpc.core.schema import ENGINES, PrepareSection, SampleSection
 from apps_hpc.experiment.lifecycle import open_experiment
 from apps_hpc.hub import paths as hub
 from apps_hpc.prepare.stage import PrepareConfig
@@ -48,6 +48,7 @@ def _show_prepared(stats: bool) -> object:
     help="Data folder. Default: <experiment>/data.",
 )
 @config_option(what=" (its `prepare` section gives the defaults)")
+@sets_option()
 @click.option(
     "--max-per-problem",
     type=click.IntRange(1),
@@ -71,7 +72,7 @@ def _show_prepared(stats: bool) -> object:
 )
 @click.option("--skip-bad-rows", is_flag=True, help="Count and report bad rows, not fail.")
 @force_option()
-def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
+def prepare_cmd(config: Path | None, sets: tuple[str, ...], force: bool, **flags: object) -> None:
     """APPS rows -> LlamaFactory SFT dataset, dataset_info.json and prompts.jsonl.
 
     \b
@@ -80,7 +81,7 @@ def prepare_cmd(config: Path | None, force: bool, **flags: object) -> None:
     """
     from apps_hpc.experiment import stage_configs as sc
 
-    exp = open_experiment(config, force=force)
+    exp = open_experiment(config, sets, force)
     if isinstance(flags.get("apps"), str):
         flags["apps"] = sc.fetched(exp, hub.absolute(flags["apps"]), hub.DATASET)
     cfg = sc.prepare_config(exp, **flags)
@@ -176,9 +177,10 @@ def _sampling_options(command: click.Command) -> click.Command:
     "folder (merged into <folder>.jsonl). Default: <experiment>/samples/<name>.",
 )
 @config_option(what=" (its `sample` section gives the defaults)")
+@sets_option()
 @click.option(
     "--engine",
-    type=click.Choice(["vllm", "transformers"]),
+    type=click.Choice(ENGINES),
     default=None,
     help=f"Default: the experiment's ({SampleSection.engine}).",
 )
@@ -209,6 +211,7 @@ def _sampling_options(command: click.Command) -> click.Command:
 def sample_cmd(
     model: str | None,
     config: Path | None,
+    sets: tuple[str, ...],
     force: bool,
     out: Path | None,
     model_name: str | None,
@@ -223,11 +226,11 @@ def sample_cmd(
       apps-hpc sample --model experiments/x/train --prompts experiments/x/data/prompts.jsonl \\
         --out experiments/x/samples/sft --engine vllm --gpus all
     """
-    from apps_hpc.core.config import Sampling
+    from apps_hpc.core.schema import Sampling
     from apps_hpc.core.shards import output_paths, parse_shard
     from apps_hpc.experiment import stage_configs as sc
 
-    exp = open_experiment(config, force=force)
+    exp = open_experiment(config, sets, force)
     out = output_paths(out, "samples")[1] if out else None
     names = [f.name for f in dataclasses.fields(Sampling)]
     sampling = sc.sampling_with(exp, **{k: flags.pop(k) for k in names})

@@ -8,89 +8,27 @@ unknown key is an error naming the file and the key.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.typed import field_types, type_error
+from apps_hpc.core.schema import CONFIG, NOT_KEYS, ExperimentFields, first_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # shipped as package data
 CONFIG_DIR_ENV = "APPS_HPC_CONFIG_DIR"
-NOT_KEYS = ("source", "force")  # Experiment fields that are not config keys
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-@dataclass
-class PrepareSection:
-    dataset_name: str = "apps_train"
-    max_per_problem: int | None = None
-    seed: int = 42
-
-
-@dataclass
-class TrainSection:
-    llamafactory: str = "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
-    deepspeed: str | None = "configs/deepspeed/ds_z3_config.json"
-    nproc_per_node: int | None = None  # None: every GPU of the node (1 without GPUs)
-    # Keep this global batch (per-device batch x accumulation x GPUs) on any GPU count by
-    # choosing gradient_accumulation_steps; None: the LlamaFactory YAML's accumulation.
-    global_batch: int | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class FetchSection:
-    """What `apps-hpc fetch` downloads, and where every stage reads it (offline)."""
-
-    hub: str | None = None  # the hub folder (HF_HOME of every job); None: <root>/hub
-    model_revision: str = "main"  # a branch, tag or commit of the model repository
-    apps_revision: str = "main"  # the same for the APPS dataset repository
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How completions are drawn: the published run's settings are the defaults."""
-
-    n: int = 10  # completions per problem
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 2048  # per completion
-    seed: int = 42  # each problem's seed derives from it
-
-
-@dataclass(frozen=True)
-class SampleSection(Sampling):
-    """The experiment's `sample` section: the sampling settings, plus how to run them.
-    These are the only defaults of the sampling stage (the CLI's included)."""
-
-    engine: str = "vllm"  # vllm (GPU) | transformers (CPU, tests)
-    gpus_per_model: int = 1  # GPUs per replica (tensor parallel inside it)
-    max_model_len: int = 4096
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Sampling)})
-
-
-@dataclass
-class Experiment:
-    name: str = "dscoder-apps"
-    root: str = "experiments"
-    model: str = "deepseek-ai/deepseek-coder-6.7b-instruct"
-    apps: str = "codeparrot/apps"
-    prepare: PrepareSection = field(default_factory=PrepareSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    sample: SampleSection = field(default_factory=SampleSection)
-    fetch: FetchSection = field(default_factory=FetchSection)
-    source: Path | None = None  # the YAML it came from
-    force: bool = False  # --force: go on although the config differs from the last run's
+@dataclass(config=CONFIG)
+class Experiment(ExperimentFields):
+    """An experiment config (`schema.ExperimentFields`) and the folders it names."""
 
     @property
     def dir(self) -> Path:
@@ -128,6 +66,9 @@ class Experiment:
         raise AppsHpcError(f"{self.source or 'config'}: {path} not found (tried {tried})")
 
 
+_EXPERIMENT = TypeAdapter(Experiment)
+
+
 def config_dirs() -> list[Path]:
     """Where configs are looked up, first match wins: $APPS_HPC_CONFIG_DIR (a list like
     PATH), ./configs, then the configs shipped inside the installed package."""
@@ -157,26 +98,18 @@ def find_config(kind: str, name: str | Path) -> Path:
     raise AppsHpcError(f"{what} {str(name)!r} not found (known: {known}; searched {searched})")
 
 
-def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
-    """`cls(**data)`, every key known and every value of its declared type."""
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in NOT_KEYS}
-    types = field_types(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise AppsHpcError(
-                f"{where}: unknown key '{prefix}{key}' (known: {', '.join(sorted(known))})"
-            )
-        factory = known[key].default_factory
-        sub = factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
-        if sub is not None:
-            if not isinstance(value, dict):
-                raise AppsHpcError(f"{where}: {prefix}{key}: expected a mapping, got {value!r}")
-            value = _build(sub, value, where, f"{prefix}{key}.")
-        elif (problem := type_error(value, types[key])) is not None:
-            raise AppsHpcError(f"{where}: {prefix}{key}: {problem}")
-        kwargs[key] = value
-    return cls(**kwargs)
+def check(data: dict[str, Any], where: str) -> Experiment:
+    """`data` as an Experiment, every key known and every value allowed by the schema;
+    else one error naming `where` and the field."""
+    bad = [k for k in NOT_KEYS if k in data]
+    if bad:
+        raise AppsHpcError(f"{where}: unknown key '{bad[0]}'")
+    try:
+        return _EXPERIMENT.validate_python(data)
+    except ValidationError as exc:
+        key, problem = first_problem(exc, Experiment)
+        said = problem if problem.startswith("unknown key") else f"{key}: {problem}"
+        raise AppsHpcError(f"{where}: {said}") from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -209,18 +142,27 @@ def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None
     data: dict[str, Any] = {}
     if path is not None:
         path = find_config("experiments", path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise AppsHpcError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-        if not isinstance(data, dict):
-            raise AppsHpcError(f"{path}: expected a mapping at the top level")
-        _build(Experiment, copy.deepcopy(data), str(path))  # its own errors name the file
+        data = read_yaml(path)
+        check(copy.deepcopy(data), str(path))  # its own errors name the file
     for key, value in sets or []:
         _set_dotted(data, key, value)
-    exp = _build(Experiment, data, "--set" if sets else str(path or "defaults"))
+    exp = check(data, "--set" if sets else str(path or "defaults"))
     exp.source = path.resolve() if path else None
     return absolute_paths(exp)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file holding a mapping; a syntax error names the file, line and column."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise AppsHpcError(f"{at}: not valid YAML: {what}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise AppsHpcError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def absolute_paths(exp: Experiment) -> Experiment:

@@ -7,157 +7,69 @@ line (a killed run) drops it so the problem is done again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.core.apps import DIFFICULTIES
+from pydantic import TypeAdapter, ValidationError
+
 from apps_hpc.core.errors import AppsHpcError, DataError
+from apps_hpc.core.schema import PromptRecord, ResultRecord, SampleRecord, first_problem
+
+_PROMPT = TypeAdapter(PromptRecord)
+_SAMPLE = TypeAdapter(SampleRecord)
+_RESULT = TypeAdapter(ResultRecord)
+_RESULT_KEYS = {f.name for f in dataclasses.fields(ResultRecord)} - {"extra"}
 
 
-class Verdict(str, Enum):
-    """The outcome of one program; the on-disk JSON holds the value."""
-
-    PASS = "pass"
-    WRONG_ANSWER = "wrong_answer"
-    TIMEOUT = "timeout"
-    RUNTIME_ERROR = "runtime_error"
-    COMPILE_ERROR = "compile_error"
-
-
-@dataclass
-class SampleRecord:
-    """`codes` are executed; `completions` (optional) is the raw model text."""
-
-    problem_id: int
-    split: str
-    difficulty: str
-    model: str
-    codes: list[str]
-    completions: list[str] | None = None
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.model, self.split, self.problem_id)
+def _validated(adapter: TypeAdapter[Any], cls: type, data: Any, where: tuple[str, int]) -> Any:
+    if not isinstance(data, dict):
+        raise DataError(*where, "<row>", "expected a JSON object")
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise DataError(*where, *first_problem(exc, cls)) from None
 
 
-@dataclass
-class ResultRecord:
-    """Per-problem verdicts; `tests` holds the reference encoding per program
-    (true pass, false wrong answer, -1 runtime error or timeout, -2 compile error).
-
-    `failures` is parallel to `verdicts`: None for a passing program, else why it failed
-    (`{"test", "input", "expected", "got", "error"}`: the first failing test's index, its
-    input and expected output, what the program produced, the error's last line or
-    "timeout"; texts cut to 300 characters + "…"). A record written before this field
-    existed has `failures` None: unknown."""
-
-    problem_id: int
-    split: str
-    difficulty: str
-    model: str
-    n: int
-    c: int
-    verdicts: list[str]
-    tests: list[list[bool | int]]
-    failures: list[dict[str, Any] | None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.model, self.split, self.problem_id)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(data.pop("extra"))
-        if data["failures"] is None:
-            del data["failures"]  # unknown stays absent, as in the file it came from
-        return data
+ProblemKey = tuple[str, int]  # (split, problem_id)
 
 
-def _require(rec: dict[str, Any], name: str, kind: type | tuple, where: tuple[str, int]) -> Any:
-    if name not in rec:
-        raise DataError(*where, name, "missing")
-    value = rec[name]
-    if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
-        raise DataError(*where, name, f"expected {_kind_name(kind)}, got {type(value).__name__}")
-    return value
+def problem_key(rec: Mapping[str, Any] | SampleRecord | ResultRecord) -> ProblemKey:
+    """A problem's key in every file and record: (split, problem_id); a line without a
+    split (or with an empty one) is from the test split, as the published run's are."""
+    if isinstance(rec, Mapping):
+        return (rec.get("split") or "test", rec.get("problem_id"))  # type: ignore[return-value]
+    return (rec.split, rec.problem_id)
 
 
-def _kind_name(kind: type | tuple) -> str:
-    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
-
-
-def _str_list(rec: dict[str, Any], name: str, where: tuple[str, int]) -> list[str]:
-    value = _require(rec, name, list, where)
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise DataError(*where, f"{name}[{i}]", f"expected str, got {type(item).__name__}")
-    return value
-
-
-def _difficulty(rec: dict[str, Any], where: tuple[str, int]) -> str:
-    value = _require(rec, "difficulty", str, where)
-    if value not in DIFFICULTIES:
-        raise DataError(*where, "difficulty", f"unknown difficulty {value!r}")
-    return value
+def parse_prompt(rec: Any, where: tuple[str, int]) -> dict[str, Any]:
+    """A prompts line, checked by the schema; the record itself is returned."""
+    _validated(_PROMPT, PromptRecord, rec, where)
+    return rec
 
 
 def parse_sample(rec: Any, where: tuple[str, int], default_model: str) -> SampleRecord:
-    if not isinstance(rec, dict):
-        raise DataError(*where, "<row>", "expected a JSON object")
-    completions = rec.get("completions")
-    codes = _str_list(rec, "codes", where)
-    if not codes:
-        raise DataError(*where, "codes", "empty (expected at least one program)")
-    return SampleRecord(
-        problem_id=_require(rec, "problem_id", int, where),
-        split=rec.get("split") or "test",
-        difficulty=_difficulty(rec, where),
-        model=rec.get("model") or default_model,
-        codes=codes,
-        completions=_str_list(rec, "completions", where) if completions is not None else None,
-    )
+    """A samples line (`split` defaults to test, `model` to the file's stem)."""
+    if isinstance(rec, dict):
+        rec = {
+            **rec,
+            "split": problem_key(rec)[0],
+            "model": rec.get("model") or default_model,
+        }
+    return _validated(_SAMPLE, SampleRecord, rec, where)
 
 
 def parse_result(rec: Any, where: tuple[str, int]) -> ResultRecord:
-    if not isinstance(rec, dict):
-        raise DataError(*where, "<row>", "expected a JSON object")
-    n, c = _require(rec, "n", int, where), _require(rec, "c", int, where)
-    if not 0 <= c <= n:
-        raise DataError(*where, "c", f"c={c} is not between 0 and n={n}")
-    known = {f for f in ResultRecord.__dataclass_fields__ if f != "extra"}
-    return ResultRecord(
-        problem_id=_require(rec, "problem_id", int, where),
-        split=rec.get("split") or "test",
-        difficulty=_difficulty(rec, where),
-        model=_require(rec, "model", str, where),
-        n=n,
-        c=c,
-        verdicts=_str_list(rec, "verdicts", where),
-        tests=rec.get("tests") or [],
-        failures=_failures(rec, n, where),
-        extra={k: v for k, v in rec.items() if k not in known},
-    )
-
-
-def _failures(rec: dict[str, Any], n: int, where: tuple[str, int]) -> list[Any] | None:
-    """The optional `failures` list: one entry per program, null or an object."""
-    if rec.get("failures") is None:
-        return None
-    value = _require(rec, "failures", list, where)
-    if len(value) != n:
-        raise DataError(*where, "failures", f"{len(value)} entries for n={n} programs")
-    for i, item in enumerate(value):
-        if item is not None and not isinstance(item, dict):
-            raise DataError(
-                *where, f"failures[{i}]", f"expected object or null, got {type(item).__name__}"
-            )
-    return value
+    """A results line; keys the schema does not name are kept in `extra`."""
+    if isinstance(rec, dict):
+        extra = {k: v for k, v in rec.items() if k not in _RESULT_KEYS}
+        rec = {k: v for k, v in rec.items() if k in _RESULT_KEYS}
+        rec.update(split=problem_key(rec)[0], extra=extra)
+        rec["tests"] = rec.get("tests") or []
+    return _validated(_RESULT, ResultRecord, rec, where)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

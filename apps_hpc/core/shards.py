@@ -11,7 +11,7 @@ from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
-from apps_hpc.core.records import AppendLog, dump_line
+from apps_hpc.core.records import AppendLog, dump_line, problem_key
 
 _SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
 
@@ -64,7 +64,7 @@ def _keys_in(path: Path) -> set[tuple[str, int]]:
     for line in path.read_text(encoding="utf-8").split("\n"):
         try:
             rec = json.loads(line)
-            keys.add((rec.get("split", "test"), rec["problem_id"]))
+            keys.add(problem_key(rec))
         except (ValueError, KeyError, TypeError):
             continue  # a torn line: that problem is not done
     return keys
@@ -85,7 +85,7 @@ def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str
         if index not in files:
             problems.append(f"missing shard {folder / shard.file_name()}")
         elif prompts is not None:
-            want = {(p.get("split", "test"), p["problem_id"]) for p in assign(prompts, shard)}
+            want = {problem_key(p) for p in assign(prompts, shard)}
             have = _keys_in(files[index][1]) & want
             if have != want:
                 problems.append(
@@ -94,21 +94,17 @@ def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str
     return problems
 
 
-def _problem(rec: dict[str, Any]) -> tuple[str, int]:
-    return (rec.get("split", "test"), rec.get("problem_id"))  # type: ignore[return-value]
-
-
 def _checked_records(
     folder: Path, expected: list[dict[str, Any]] | None, source: str
 ) -> list[dict[str, Any]]:
     """Every record of the shard files; a problem twice (in one file or two) or one that
     is not among `expected` is an error naming the file and the problem."""
-    want = {_problem(p) for p in expected} if expected is not None else None
+    want = {problem_key(p) for p in expected} if expected is not None else None
     seen: dict[tuple[Any, str, int], Path] = {}
     records = []
     for _, path in sorted(shard_files(folder).values(), key=lambda cp: cp[1].name):
         for _, rec in AppendLog(path).records:
-            split, problem_id = _problem(rec)
+            split, problem_id = problem_key(rec)
             key = (rec.get("model"), split, problem_id)
             if key in seen:
                 where = "in it" if seen[key] == path else f"also in {seen[key]}"
@@ -133,7 +129,7 @@ def merge_shards(
     if problems:
         raise AppsHpcError("; ".join(problems))
     records = _checked_records(folder, expected, str(source))
-    records.sort(key=lambda r: (r.get("split", "test"), r["problem_id"]))
+    records.sort(key=problem_key)
     target = out or folder.with_suffix(".jsonl")
     return write_atomic(target, "".join(dump_line(r) for r in records))
 

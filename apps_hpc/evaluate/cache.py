@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from apps_hpc import __version__
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
 

@@ -15,16 +15,9 @@ from tqdm import tqdm
 from apps_hpc.core.apps import Problem, load_problems
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
-from apps_hpc.core.records import (
-    AppendLog,
-    ResultRecord,
-    SampleRecord,
-    Verdict,
-    complete_records,
-    dump_line,
-    read_samples,
-)
+from apps_hpc.core.records import AppendLog, complete_records, dump_line, problem_key, read_samples
 from apps_hpc.core.schedenv import cpus_granted
+from apps_hpc.core.schema import ResultRecord, SampleRecord, Verdict
 from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
 from apps_hpc.evaluate.cache import VerdictCache, program_key
 from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
@@ -144,7 +137,7 @@ def _record(item: _Pending) -> ResultRecord:
 
 
 def _key_of(rec: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return (rec.get("model"), rec.get("split", "test"), rec.get("problem_id"))
+    return (rec.get("model"), *problem_key(rec))
 
 
 def _reuse(results: AppendLog, pending: list[_Pending]) -> tuple[AppendLog, set]:

@@ -12,7 +12,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from apps_hpc.core.config import Experiment
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schema import first_problem
 from apps_hpc.evaluate.stage import EvalConfig
 from apps_hpc.hub import paths as hub
 from apps_hpc.prepare.stage import PrepareConfig
@@ -24,9 +28,14 @@ PUBLISHED_KS = ReportConfig.ks  # the published table: pass@1/5/10
 
 
 def with_overrides(cfg: C, **overrides: Any) -> C:
-    """`cfg` with every override that is not None applied."""
+    """`cfg` with every override that is not None applied; a value the schema refuses
+    (`--temperature -3`) is one error naming the flag."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(cfg, **given) if given else cfg  # type: ignore[type-var]
+    try:
+        return dataclasses.replace(cfg, **given) if given else cfg  # type: ignore[type-var]
+    except ValidationError as exc:
+        key, problem = first_problem(exc, type(cfg))
+        raise AppsHpcError(f"--{key.replace('_', '-')}: {problem}") from None
 
 
 def fetched(exp: Experiment, value: str, repo_type: str) -> str:

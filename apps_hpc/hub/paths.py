@@ -33,11 +33,19 @@ def is_hub_id(value: str) -> bool:
     return HUB_ID.fullmatch(value) is not None
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # the installed apps_hpc folder
+
+
 def absolute(value: str) -> str:
-    """A local path made absolute (against the current directory); a hub id unchanged."""
+    """A local path made absolute (against the current directory); a hub id unchanged.
+    Bundled data (`apps_hpc/data/mini_apps`) is found in the installed package when the
+    current directory has no such path, so a shipped config works from any directory."""
     if is_hub_id(value):
         return value
-    return str(Path(value).expanduser().absolute())
+    path = Path(value).expanduser()
+    if not path.exists() and path.parts[:1] == ("apps_hpc",):
+        return str(PACKAGE.parent / path)
+    return str(path.absolute())
 
 
 def offline_env(hub: Path) -> dict[str, str]:

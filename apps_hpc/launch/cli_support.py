@@ -11,10 +11,11 @@ from typing import Any
 
 from apps_hpc.core.checks import Check
 from apps_hpc.core.config import Experiment
+from apps_hpc.core.schema import Profile
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, pipeline, stage_steps
-from apps_hpc.launch.profiles import Profile, load_profile
+from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import Launch, submit
 from apps_hpc.provenance.resolved import check_resolved
 

@@ -10,9 +10,11 @@ from typing import Any
 
 import submitit
 
+from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schema import Profile, mem_mb
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import slurm
-from apps_hpc.launch.profiles import Profile, mem_mb, mem_text
+from apps_hpc.launch.profiles import mem_text
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,13 @@ def make_executor(
         local = submitit.LocalExecutor(folder=folder, python=python)
         local.update_parameters(timeout_min=res.minutes, gpus_per_node=res.gpus, tasks_per_node=1)
         return local
-    slurm = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=3)
+    try:
+        slurm = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=3)
+    except RuntimeError:  # submitit: 'Could not detect "srun", are you indeed on a slurm...'
+        raise AppsHpcError(
+            f"cluster profile {profile.name!r} is a SLURM one, but no `srun` is on PATH here "
+            "(run on the cluster's login node, or use --cluster local)"
+        ) from None
     slurm.update_parameters(**slurm_parameters(profile, res, name, dependency))
     return slurm
 

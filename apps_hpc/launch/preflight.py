@@ -28,9 +28,9 @@ import yaml
 from apps_hpc.core.checks import Check
 from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schema import Profile
 from apps_hpc.hub import paths as hub
 from apps_hpc.launch import slurm
-from apps_hpc.launch.profiles import Profile
 
 PUBLISHED_APPS = "codeparrot/apps"
 PUBLISHED_COUNTS = {"introductory": 728, "interview": 2727, "competition": 310}

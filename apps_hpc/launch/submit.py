@@ -12,6 +12,7 @@ from pathlib import Path
 import submitit
 
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.schema import Profile
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import slurm
 from apps_hpc.launch.executor import (
@@ -20,7 +21,6 @@ from apps_hpc.launch.executor import (
     stage_resources,
 )
 from apps_hpc.launch.plan import Step
-from apps_hpc.launch.profiles import Profile
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.provenance.manifest import update_manifest
 

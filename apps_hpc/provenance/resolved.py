@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from apps_hpc.core.config import NOT_KEYS, Experiment
+from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
+from apps_hpc.core.schema import NOT_KEYS
 from apps_hpc.provenance.manifest import update_manifest
 from apps_hpc.provenance.stamps import diff_keys
 

@@ -13,9 +13,10 @@ import gzip
 import json
 from typing import Any
 
-from apps_hpc.core.records import ResultRecord, Verdict
+from apps_hpc.core.records import ProblemKey, problem_key
+from apps_hpc.core.schema import ResultRecord, Verdict
 from apps_hpc.report.experiment import ExperimentFiles
-from apps_hpc.report.load import ModelResults, ProblemKey, key_text, problem_key
+from apps_hpc.report.load import ModelResults, key_text
 from apps_hpc.report.show import visible
 
 VERDICTS = [v.value for v in Verdict]

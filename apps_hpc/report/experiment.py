@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.records import iter_jsonl, read_samples
-from apps_hpc.report.load import ProblemKey
+from apps_hpc.core.records import ProblemKey, iter_jsonl, parse_prompt, problem_key, read_samples
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,9 @@ def read_codes(samples: Path) -> dict[ProblemKey, list[str]]:
 
 def read_prompts(path: Path) -> dict[ProblemKey, str]:
     return {
-        (rec.get("split") or "test", rec["problem_id"]): rec.get("prompt", "")
-        for _, rec in iter_jsonl(path)
-        if isinstance(rec, dict) and "problem_id" in rec
+        problem_key(rec): rec["prompt"]
+        for n, line in iter_jsonl(path)
+        for rec in [parse_prompt(line, (str(path), n))]
     }
 
 
@@ -83,8 +82,10 @@ def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
     files = ExperimentFiles(folder)
     for name, path in results.items():
         exp = experiment_folder(path)
-        samples = (exp / "samples" if exp else path.parent) / path.name
-        codes = _load(files, samples, f"programs of {name}", read_codes)
+        if exp is None:  # the programs are found beside results in an experiment only
+            files.codes[name] = {}
+            continue
+        codes = _load(files, exp / "samples" / path.name, f"programs of {name}", read_codes)
         files.codes[name] = codes or {}
     if folder is None:
         files.missing.append("the experiment folder (results are not in <exp>/results/)")

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.records import ResultRecord, read_results
+from apps_hpc.core.records import ProblemKey, problem_key, read_results
+from apps_hpc.core.schema import ResultRecord
 
 log = logging.getLogger(__name__)
 
-ProblemKey = tuple[str, int]  # (split, problem_id)
 PARTIAL_HINT = "pass --allow-partial to report anyway"
 
 
@@ -29,10 +29,6 @@ class ModelResults:
     @property
     def keys(self) -> list[ProblemKey]:
         return [problem_key(r) for r in self.records]
-
-
-def problem_key(rec: ResultRecord) -> ProblemKey:
-    return (rec.split, rec.problem_id)
 
 
 def key_text(key: ProblemKey) -> str:

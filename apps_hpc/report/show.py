@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.records import ResultRecord, SampleRecord, read_results, read_samples
+from apps_hpc.core.records import read_results, read_samples
+from apps_hpc.core.schema import ResultRecord, SampleRecord
 
 INDENT = "     "
 _FIELDS = ("input", "expected", "got")

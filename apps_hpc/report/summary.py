@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from apps_hpc.core.apps import DIFFICULTIES
-from apps_hpc.core.records import ResultRecord
-from apps_hpc.report.load import ModelResults, key_text, problem_key
+from apps_hpc.core.records import problem_key
+from apps_hpc.core.schema import ResultRecord
+from apps_hpc.report.load import ModelResults, key_text
 from apps_hpc.report.stats import (
     Bootstrap,
     bootstrap_ci,

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from apps_hpc.core.config import SampleSection, Sampling
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.prompts import EOT
+from apps_hpc.core.schema import SampleSection, Sampling
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,19 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apps_hpc.core.config import SampleSection, Sampling
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
 from apps_hpc.core.prompts import chat_prompt, extract_code
-from apps_hpc.core.records import AppendLog, complete_records, dump_line, iter_jsonl
+from apps_hpc.core.records import (
+    AppendLog,
+    complete_records,
+    dump_line,
+    iter_jsonl,
+    parse_prompt,
+    problem_key,
+)
 from apps_hpc.core.schedenv import array_task, visible_gpus
+from apps_hpc.core.schema import SampleSection, Sampling
 from apps_hpc.core.shards import (
     Shard,
     assign,
@@ -77,16 +84,14 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
         raise AppsHpcError(f"{path}: no such prompts file (run `apps-hpc prepare`)")
     prompts = []
     for lineno, rec in iter_jsonl(path):
-        if not isinstance(rec, dict) or "problem_id" not in rec or "prompt" not in rec:
-            raise AppsHpcError(f"{path}:{lineno}: expected problem_id and prompt")
-        prompts.append(rec)
+        prompts.append(parse_prompt(rec, (str(path), lineno)))
     if not prompts:
         raise AppsHpcError(f"{path}: no prompts (expected one line per test problem)")
     return prompts
 
 
 def _key(rec: dict[str, Any]) -> tuple[Any, Any]:
-    return (rec.get("split", "test"), rec.get("problem_id"))
+    return problem_key(rec)
 
 
 class Provenance:
@@ -108,7 +113,7 @@ class Provenance:
 def _record(prompt: dict[str, Any], texts: list[str], name: str, prov: str) -> dict[str, Any]:
     return {
         "problem_id": prompt["problem_id"],
-        "split": prompt.get("split", "test"),
+        "split": problem_key(prompt)[0],
         "difficulty": prompt["difficulty"],
         "model": name,
         "codes": [extract_code(t) for t in texts],
@@ -192,7 +197,7 @@ def run_shard(cfg: SampleConfig, shard: Shard) -> dict[str, Any]:
         Request(
             p,
             chat_prompt(p["prompt"]),
-            problem_seed(cfg.sampling.seed, p.get("split", "test"), p["problem_id"]),
+            problem_seed(cfg.sampling.seed, *problem_key(p)),
         )
         for p in todo
     ]

@@ -12,16 +12,27 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import CPU_EXPERIMENT, REPO, run_cli
+
+HIDE = "tokenizers,transformers,torch,llamafactory,deepspeed,huggingface_hub,pyarrow,vllm"
+NO_EXTRAS = {
+    "PYTHONPATH": f"{REPO / 'tests' / 'no_extras'}{os.pathsep}{REPO}",
+    "APPS_HPC_HIDE": HIDE,
+}
 
 
 def _files(tmp: Path, shared: Path) -> dict[str, Path]:
     sample = {"problem_id": 0, "difficulty": "interview"}
     result = {**sample, "model": "m", "n": 0, "c": 0, "verdicts": []}
+    bogus = {**sample, "model": "m", "n": 2, "c": 2, "verdicts": ["bogus"], "tests": "x"}
     files = {
         "empty": tmp / "empty.jsonl",
         "no_codes": tmp / "no-codes.jsonl",
         "n0": tmp / "results" / "n0.jsonl",
+        "bogus": tmp / "bogus.jsonl",
+        "bad_yaml": tmp / "bad.yaml",
         "profile": tmp / "site.yaml",
         "shards": tmp / "shards",
         "test_rows": shared / "test-sample.jsonl",
@@ -30,6 +41,8 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
     files["no_codes"].write_text(json.dumps({**sample, "codes": []}) + "\n")
     files["n0"].parent.mkdir()
     files["n0"].write_text(json.dumps(result) + "\n")
+    files["bogus"].write_text(json.dumps(bogus) + "\n")
+    files["bad_yaml"].write_text("name: x\nsample: [\n")
     profile = (REPO / "configs/clusters/slurm-default.yaml").read_text()
     files["profile"].write_text(profile.replace("time: 60 ", "time: 4h "))
     files["shards"].mkdir()
@@ -37,43 +50,110 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
     return files
 
 
-def _cases(tmp: Path, f: dict[str, Path]) -> list[list[str]]:
+def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
     apps = str(f["test_rows"])
     ev = ["--apps", apps, "--out", str(tmp / "r.jsonl")]
-    return [
-        ["train", "--config", "demo", "--set", "sample.n=ten"],
-        ["submit", "pipeline", "--config", str(CPU_EXPERIMENT), "--set", "sample.n=ten"],
-        ["demo", "--root", str(tmp), "--set", "sample.n=ten"],
-        ["submit", "eval", "--cluster", str(f["profile"]), "--samples", "s", *ev],
-        ["prepare", "--apps", apps, "--out", str(tmp / "data")],
-        ["sample", "--model", "m", "--prompts", str(f["empty"]), "--out", str(tmp / "s.jsonl")],
-        ["sample", "--model", "m", "--prompts", str(f["empty"]), "--out", str(tmp / "s.json")],
-        ["merge-samples", str(f["shards"])],
-        ["merge-samples", str(tmp / "nowhere")],
-        ["eval", "--samples", str(f["empty"]), *ev],
-        ["eval", "--samples", str(f["no_codes"]), *ev],
-        ["eval", "--samples", str(tmp / "missing.jsonl"), *ev],
-        ["eval", "--samples", str(f["no_codes"]), "--apps", apps, "--out", str(tmp)],
-        ["report", str(f["n0"]), "--no-plot"],
-        ["report", str(tmp / "missing.jsonl")],
-        ["status", str(tmp / "nowhere")],
-        ["cancel", str(tmp / "nowhere")],
-        ["experiment-path", "--config", str(tmp / "missing.yaml")],
-        ["tiny-model", "--out", "/proc/apps-hpc-cannot-write-here"],
-        ["train", "--config", str(f["profile"])],
-    ]
+    return {
+        "train-set-type": ["train", "--config", "demo", "--set", "sample.n=ten"],
+        "train-set-engine": ["train", "--config", "demo", "--set", "sample.engine=foo"],
+        "train-set-n0": ["train", "--config", "demo", "--set", "sample.n=0"],
+        "train-set-temperature": ["train", "--config", "demo", "--set", "sample.temperature=-3"],
+        "prepare-set": ["prepare", "--config", "demo", "--set", "prepare.seed=x"],
+        "sample-set": ["sample", "--model", "m", "--set", "sample.top_p=2"],
+        "sample-temperature": ["sample", "--model", "m", "--temperature", "-3"],
+        "pipeline-set": [
+            "submit",
+            "pipeline",
+            "--config",
+            str(CPU_EXPERIMENT),
+            "--set",
+            "sample.n=ten",
+        ],
+        "demo-set": ["demo", "--root", str(tmp), "--set", "sample.n=ten"],
+        "bad-yaml": ["train", "--config", str(f["bad_yaml"])],
+        "profile-time": ["submit", "eval", "--cluster", str(f["profile"]), "--samples", "s", *ev],
+        "prepare-no-out": ["prepare", "--apps", apps, "--out", str(tmp / "data")],
+        "sample-empty-prompts": [
+            "sample",
+            "--model",
+            "m",
+            "--prompts",
+            str(f["empty"]),
+            "--out",
+            str(tmp / "s.jsonl"),
+        ],
+        "sample-out-json": [
+            "sample",
+            "--model",
+            "m",
+            "--prompts",
+            str(f["empty"]),
+            "--out",
+            str(tmp / "s.json"),
+        ],
+        "merge-incomplete": ["merge-samples", str(f["shards"])],
+        "merge-nowhere": ["merge-samples", str(tmp / "nowhere")],
+        "eval-empty": ["eval", "--samples", str(f["empty"]), *ev],
+        "eval-no-codes": ["eval", "--samples", str(f["no_codes"]), *ev],
+        "eval-missing": ["eval", "--samples", str(tmp / "missing.jsonl"), *ev],
+        "eval-out-folder": [
+            "eval",
+            "--samples",
+            str(f["no_codes"]),
+            "--apps",
+            apps,
+            "--out",
+            str(tmp),
+        ],
+        "report-n0": ["report", str(f["n0"]), "--no-plot"],
+        "report-bogus": ["report", str(f["bogus"]), "--no-plot"],
+        "show-bogus": ["show", str(f["bogus"]), "--problem", "0"],
+        "report-missing": ["report", str(tmp / "missing.jsonl")],
+        "status-nowhere": ["status", str(tmp / "nowhere")],
+        "cancel-nowhere": ["cancel", str(tmp / "nowhere")],
+        "config-missing": ["experiment-path", "--config", str(tmp / "missing.yaml")],
+        "tiny-model-unwritable": ["tiny-model", "--out", "/proc/apps-hpc-cannot-write-here"],
+        "train-profile-as-config": ["train", "--config", str(f["profile"])],
+    }
 
 
-def test_every_command_with_bad_input_is_one_line_and_exit_2(
-    shared_apps: Path, tmp_path: Path
+CASES = list(
+    _cases(
+        Path("t"),
+        {
+            k: Path(k)
+            for k in (
+                "empty",
+                "no_codes",
+                "n0",
+                "bogus",
+                "bad_yaml",
+                "profile",
+                "shards",
+                "test_rows",
+            )
+        },
+    )
+)
+
+
+@pytest.mark.parametrize("extras", ["installed", "missing"])
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_and_exit_2(
+    shared_apps: Path, tmp_path: Path, case: str, extras: str
 ) -> None:
-    files = _files(tmp_path, shared_apps)
-    for args in _cases(tmp_path, files):
-        r = run_cli(*args)
-        assert r.returncode == 2, (args, r.stderr[-2000:])
-        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (args, r.stderr)
-        assert "Traceback" not in r.stderr
+    args = _cases(tmp_path, _files(tmp_path, shared_apps))[case]
+    r = run_cli(*args, env={**os.environ, **NO_EXTRAS} if extras == "missing" else None)
+    assert r.returncode == 2, (args, r.stderr[-2000:])
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (args, r.stderr)
+    assert "Traceback" not in r.stderr
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_missing_extra_names_what_installs_it(tmp_path: Path) -> None:
+    r = run_cli("tiny-model", "--out", str(tmp_path / "m"), env={**os.environ, **NO_EXTRAS})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "error: tokenizers is not installed: pip install 'apps-hpc[train]'" in r.stderr
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing_torn(shared_apps: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.cache import VerdictCache, encode, program_key
 from apps_hpc.evaluate.pool import ProgramResult
 from apps_hpc.evaluate.sandbox import Limits

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate import wire
 from apps_hpc.evaluate.semantics import Outcome, judge
 from tests.evaluate.test_isolation import ROOT, _uid_processes_since

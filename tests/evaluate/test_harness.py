@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from tests.helpers import run_one
 
 ECHO_TESTS = (["3\n"], ["3\n"])

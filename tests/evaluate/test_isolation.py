@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.namespaces import covering, id_maps
-from tests.helpers import REPO, apps_row, run_one
+from tests.helpers import REPO, apps_row, needs, require, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
 ROOT = os.geteuid() == 0
@@ -26,8 +26,10 @@ OK = "contained"
 
 
 def _namespaces(pool) -> None:
-    if not pool.isolation.startswith("namespaces"):
-        pytest.skip(f"the kernel refused namespaces here: {pool.isolation}")
+    require(
+        pool.isolation.startswith("namespaces"),
+        f"the kernel refused namespaces here: {pool.isolation}",
+    )
 
 
 def _check(pool, body: str) -> Verdict:
@@ -272,7 +274,7 @@ def _tiny_problem(work: Path) -> list[str]:
     return ["--samples", str(work / "samples.jsonl"), "--apps", str(work / "test.jsonl")]
 
 
-@pytest.mark.skipif(not ROOT, reason="making the kernel refuse user namespaces needs root")
+@needs(ROOT, "making the kernel refuse user namespaces needs root")
 def test_refused_namespaces_fall_back_with_one_warning(tmp_path: Path) -> None:
     refuse = [sys.executable, str(REPO / "tests" / "unprivileged.py"), "refuse-userns"]
     evaluate = [sys.executable, "-m", "apps_hpc", "eval", "-q", "--workers", "2"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits
 from tests.evaluate import model_style

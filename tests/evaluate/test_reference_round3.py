@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.harness import lift_int_digits_limit, module_names
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.evaluate.sandbox import Limits

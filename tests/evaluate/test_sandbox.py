@@ -12,14 +12,12 @@ import socket
 import threading
 from pathlib import Path
 
-import pytest
-
-from apps_hpc.core.records import Verdict
+from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from tests.helpers import FAST_LIMITS, run_one
+from tests.helpers import FAST_LIMITS, needs, require, run_one
 
 ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT, reason="the user switch needs root (CI runs as root)")
+needs_root = needs(ROOT, "the user switch needs root (CI runs as root)")
 
 
 def _processes_of_pool(pool: EvalPool) -> list[int]:
@@ -184,8 +182,7 @@ def test_program_cannot_reach_the_network(pool) -> None:
     r = run_one(pool, code, ["1"], ["1"])
     thread.join()
     server.close()
-    if not pool.network.startswith(("netns", "userns")):
-        pytest.skip(f"no network namespace here: {pool.network}")
+    require(pool.network.startswith(("netns", "userns")), f"no network namespace: {pool.network}")
     assert r.verdict is Verdict.RUNTIME_ERROR
     assert accepted == []
     _assert_clean(pool)

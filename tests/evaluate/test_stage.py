@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from apps_hpc.core.apps import Problem
-from apps_hpc.core.records import SampleRecord
+from apps_hpc.core.schema import SampleRecord
 from apps_hpc.evaluate.stage import _jobs, _Pending
 
 WRONG = "print('no')"
@@ -252,7 +252,7 @@ def test_results_of_problems_no_longer_sampled_are_dropped(
         ("", "no samples (expected one JSON line per problem)"),
         (
             '{"problem_id": 0, "difficulty": "interview", "codes": []}\n',
-            "s.jsonl:1: field 'codes': empty (expected at least one program)",
+            "s.jsonl:1: field 'codes': empty (expected at least 1 entry)",
         ),
     ],
 )

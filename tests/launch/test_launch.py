@@ -17,7 +17,7 @@ from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resource
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import dependency, fits
-from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args
+from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args, require
 from tests.helpers import run_cli as _cli
 
 EXP = CPU_EXPERIMENT
@@ -33,7 +33,7 @@ def test_shipped_profiles_load() -> None:
 
 def test_profile_missing_field_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "site.yaml"
-    bad.write_text("executor: slurm\ncpus_per_task: 2\n")
+    bad.write_text("executor: slurm\ncpus_per_node: 2\n")
     with pytest.raises(AppsHpcError, match=r"site.yaml: missing field\(s\) gpus_per_node, mem_p"):
         load_profile(str(bad))
 
@@ -66,13 +66,13 @@ def test_resources_without_a_cpu_partition(tmp_path: Path) -> None:
     assert stage_resources("report", p) == Resources(1, 0, 30, "1000M", 60, "gpu")  # capped
 
 
-def test_profile_old_field_names_still_load(tmp_path: Path) -> None:
+def test_profile_old_field_name_names_the_new_one(tmp_path: Path) -> None:
     site = tmp_path / "old.yaml"
     site.write_text("executor: local\ngpus_per_node: 0\ncpus_per_task: 3\nmem: 2G\ntime: 5\n")
-    assert (load_profile(str(site)).cpus_per_node, load_profile(str(site)).mem_per_node) == (
-        3,
-        "2G",
-    )
+    with pytest.raises(
+        AppsHpcError, match=r"unknown key 'cpus_per_task' \(did you mean 'cpus_per_node'"
+    ):
+        load_profile(str(site))
 
 
 def test_pipeline_plan_chains_both_models(tmp_path: Path) -> None:
@@ -191,8 +191,7 @@ def test_nonexistent_image_submits_nothing(
 
 
 def test_unreachable_cluster_submits_nothing(tmp_path: Path) -> None:
-    if not shutil_which("scontrol"):
-        pytest.skip("no SLURM client on this machine")
+    require(shutil_which("scontrol"), "no SLURM client on this machine")
     conf = tmp_path / "slurm.conf"
     conf.write_text(
         "ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=1\n"

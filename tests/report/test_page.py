@@ -15,6 +15,7 @@ import pytest
 from apps_hpc.report import ReportConfig, report
 from apps_hpc.report.browse import unpack
 from apps_hpc.report.chromium import HeadlessPage, find_chromium
+from tests.helpers import needs
 from tests.report.experiment_fixture import make_experiment, solved_counts
 
 ARTIFACTS = Path(os.environ.get("APPS_HPC_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
@@ -71,9 +72,7 @@ def test_page_degrades_without_the_experiment_folder(tmp_path: Path) -> None:
     assert 'data-model="sft" data-group="total" data-k="1">' in html
 
 
-needs_chromium = pytest.mark.skipif(
-    find_chromium() is None, reason="chromium not installed (apt-get install chromium)"
-)
+needs_chromium = needs(find_chromium(), "chromium not installed (apt-get install chromium)")
 
 
 def _texts(p: HeadlessPage, selector: str) -> list[str]:
