@@ -34,6 +34,7 @@ class Profile:
     cpus_per_node: int
     mem_per_node: str | None  # SLURM syntax (480G); None: leave memory to the cluster
     time: int  # minutes per job
+    gpu_mem: str | None = None  # memory of one GPU (40G); None: unknown, no memory verdict
     partition: str | None = None  # GPU stages (train, sample); null: the default
     cpu_partition: str | None = None  # eval, prepare, merges, report; null: `partition`
     cpu_node_cpus: int | None = None  # one node of cpu_partition (default: cpus_per_node)
@@ -88,7 +89,7 @@ def load_profile(name: str) -> Profile:
         raise AppsHpcError(f"{path}: unknown field(s) {', '.join(unknown)}")
     if data["executor"] not in ("slurm", "local"):
         raise AppsHpcError(f"{path}: executor must be slurm or local, not {data['executor']!r}")
-    for key in ("mem_per_node", "cpu_node_mem", "small_mem"):
+    for key in ("mem_per_node", "cpu_node_mem", "small_mem", "gpu_mem"):
         if isinstance(data.get(key), int) and not isinstance(data[key], bool):
             data[key] = str(data[key])  # a bare number is megabytes, as in SLURM
         if data.get(key) is not None:

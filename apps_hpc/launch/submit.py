@@ -37,7 +37,7 @@ class Launch:
     hub_dir: Path | None = None  # HF_HOME of every job (offline), bound into the container
 
 
-def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
+def step_executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
     res = stage_resources(step.stage, launch.profile, launch.gpus_per_model)
     name = f"apps-hpc-{step.key.replace('/', '-')}"
     binds = [launch.root, *([launch.hub_dir] if launch.hub_dir else [])]
@@ -45,7 +45,7 @@ def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Ex
 
 
 def _submit_step(launch: Launch, step: Step, dependency: str | None) -> list[submitit.Job]:
-    ex = _executor(launch, step, dependency)
+    ex = step_executor(launch, step, dependency)
     task = StageTask(launch.root / "manifest.json", step.key, launch.hub_dir)
     if step.array:
         return ex.map_array(task, [step.stage] * len(step.cfgs), step.cfgs)
@@ -74,7 +74,7 @@ def dry_run(launch: Launch, steps: list[Step]) -> str:
     parts = []
     for step in steps:
         dep = "afterok:" + ":".join(f"<{d}>" for d in step.deps) if step.deps else None
-        ex = _executor(launch, step, dep)
+        ex = step_executor(launch, step, dep)
         tasks = f", array of {len(step.cfgs)}" if step.array else ""
         deps = f", after {', '.join(step.deps)}" if step.deps else ""
         parts.append(f"### {step.key} ({step.stage}{tasks}{deps})\n")

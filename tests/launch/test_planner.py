@@ -1,0 +1,54 @@
+"""`apps-hpc plan` through the CLI: the published experiment on the example profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from apps_hpc.cli import cli
+from apps_hpc.core.config import find_config
+
+PUBLISHED_TRAIN_S = 8 * 3600 + 58 * 60 + 33
+
+
+def _plan(tmp_path: Path, *args: str) -> tuple[int, str]:
+    base = ["plan", "--config", "dscoder_apps", "--set", f"root={tmp_path}", "--no-queue"]
+    result = CliRunner().invoke(cli, [*base, *args])
+    return result.exit_code, result.output
+
+
+def test_the_published_run_planned_on_its_own_profile(tmp_path: Path) -> None:
+    code, out = _plan(tmp_path, "--cluster", "example-a100", "--format", "json")
+    assert code == 0, out
+    plan = json.loads(out[out.index("{") :])
+    train = plan["training"]
+    assert abs(train["seconds"] / PUBLISHED_TRAIN_S - 1) < 0.05  # the arithmetic, checked
+    assert train["gpus"] == 8 and train["params"] > 6.7e9
+    assert train["memory"]["gpu_mem_gib"] == 40 and train["memory"]["zero"] == 3
+    assert train["memory"]["verdict"] == "fits"
+    assert plan["sampling"]["seconds_per_model"] == 16 * 60 + 35
+    assert plan["eval"]["programs_per_model"] == 3765 * 10
+    assert not (tmp_path / "dscoder-apps" / "manifest.json").exists()  # nothing submitted
+
+
+def test_the_text_has_one_table_per_stage(tmp_path: Path) -> None:
+    code, out = _plan(tmp_path, "--cluster", "example-a100")
+    assert code == 0, out
+    for title in ("Training", "Memory per GPU", "Sampling", "Eval", "Sources"):
+        assert f"\n{title}" in out
+    assert "wall time                8h58m33s" in out
+
+
+def test_one_40g_gpu_needs_offload(tmp_path: Path) -> None:
+    profile = yaml.safe_load(find_config("clusters", "example-a100").read_text())
+    profile.update(gpus_per_node=1)
+    path = tmp_path / "one-gpu.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    code, out = _plan(tmp_path, "--cluster", str(path), "--format", "json")
+    assert code == 0, out
+    plan = json.loads(out[out.index("{") :])
+    assert plan["training"]["memory"]["verdict"] == "fits with offload"
+    assert plan["training"]["seconds"] > 7 * PUBLISHED_TRAIN_S  # one GPU, not eight
