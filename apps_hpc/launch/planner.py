@@ -5,7 +5,9 @@ config.json, the prepared dataset, the recipe, earlier runs); the arithmetic is
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,14 +118,17 @@ def dataset_counts(exp: Experiment, cutoff: int) -> tuple[int, int, str]:
 
 
 def states_fn() -> tuple[Any, Any, str]:
-    """DeepSpeed's estimators when DeepSpeed is installed, else the same formulas."""
+    """DeepSpeed's estimators when DeepSpeed is installed, else the same formulas. Its
+    import logs to stdout: that goes to stderr, so `--format json` stays JSON."""
     try:
-        import deepspeed
-        from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs as z3
-        from deepspeed.runtime.zero.stage_1_and_2 import (
-            estimate_zero2_model_states_mem_needs as z2,
-        )
-
+        with contextlib.redirect_stdout(sys.stderr):
+            import deepspeed
+            from deepspeed.runtime.zero.stage3 import (
+                estimate_zero3_model_states_mem_needs as z3,
+            )
+            from deepspeed.runtime.zero.stage_1_and_2 import (
+                estimate_zero2_model_states_mem_needs as z2,
+            )
         return z2, z3, f"DeepSpeed {deepspeed.__version__} estimators"
     except ImportError:
         return None, None, "DeepSpeed not installed: its published formulas (launch/estimate.py)"

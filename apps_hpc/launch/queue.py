@@ -19,6 +19,8 @@ def queue_estimates(
 ) -> list[dict[str, Any]]:
     if not slurm.has_sbatch():
         return [{"job": "all", "estimate": "no estimate: sbatch not found on this machine"}]
+    if (missing := slurm.client_config()) is not None:
+        return [{"job": "all", "estimate": f"no estimate: {missing}"}]
     launch = Launch(
         profile, exp.dir.absolute(), False, True, exp.sample.gpus_per_model, exp.hub_dir
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -52,3 +53,25 @@ def test_one_40g_gpu_needs_offload(tmp_path: Path) -> None:
     plan = json.loads(out[out.index("{") :])
     assert plan["training"]["memory"]["verdict"] == "fits with offload"
     assert plan["training"]["seconds"] > 7 * PUBLISHED_TRAIN_S  # one GPU, not eight
+
+
+def test_the_queue_asks_slurm_for_every_job_of_the_demo_pipeline(
+    slurm_cluster: object, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`sbatch --test-only` on the scripts `submit pipeline` would submit: one scheduler
+    estimate per job, and no job queued."""
+    from tests.helpers import CPU_EXPERIMENT, run_cli
+
+    args = ["plan", "--config", str(CPU_EXPERIMENT), "--cluster", "slurm-default"]
+    args += ["--set", f"root={tmp_path}", "--set", f"model={tiny_model_dir}", "--format", "json"]
+    result = run_cli(*args, check=True)
+    plan = json.loads(result.stdout)
+    jobs = [q["job"] for q in plan["queue"]]
+    assert jobs[:2] == ["prepare", "train"] and "report" in jobs and "eval/sft" in jobs
+    for q in plan["queue"]:
+        assert "to start at" in q["estimate"], q
+    assert plan["training"]["memory"]["verdict"] == "no GPU in the profile"
+    squeue = subprocess.run(
+        ["squeue", "-h", "-n", "apps-hpc-train"], capture_output=True, text=True
+    )
+    assert squeue.stdout.strip() == ""  # --test-only queued nothing
