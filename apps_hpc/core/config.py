@@ -42,6 +42,8 @@ class TrainSection:
     # Keep this global batch (per-device batch x accumulation x GPUs) on any GPU count by
     # choosing gradient_accumulation_steps; None: the LlamaFactory YAML's accumulation.
     global_batch: int | None = None
+    # false: submit although `apps-hpc plan` says the recipe does not fit the GPUs' memory
+    memory_check: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
 
 

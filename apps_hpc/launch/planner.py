@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
+from apps_hpc.core.checks import Check
 from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.hub import paths as hub
 from apps_hpc.launch import calibration as cal
 from apps_hpc.launch import estimate as est
-from apps_hpc.launch.cli_support import default_sample_shards
 from apps_hpc.launch.executor import stage_resources
+from apps_hpc.launch.plan import default_sample_shards
 from apps_hpc.launch.preflight import train_gpus
 from apps_hpc.launch.profiles import Profile, mem_mb
 
@@ -325,3 +326,47 @@ def full_plan(
 
         plan["queue"] = queue_estimates(exp, profile, shards, eval_shards)
     return plan
+
+
+def recipe_offload(exp: Experiment) -> str:
+    """The recipe's DeepSpeed offload: none, optimizer, or optimizer+params."""
+    if not exp.train.deepspeed:
+        return "none"
+    zero = json.loads(exp.resolve(exp.train.deepspeed).read_text()).get("zero_optimization") or {}
+    on = [
+        k
+        for k in ("offload_optimizer", "offload_param")
+        if (zero.get(k) or {}).get("device") == "cpu"
+    ]
+    return {0: "none", 1: "optimizer"}.get(len(on), "optimizer+params")
+
+
+def check_memory(exp: Experiment, profile: Profile) -> Check:
+    """Does the recipe's ZeRO stage and offload fit the profile's GPUs? (DeepSpeed's
+    formulas, without importing it: `launch/estimate.zero_states`, tested equal.)"""
+    r = recipe(exp)
+    gpu = gpu_bytes(profile)
+    if gpu == 0 or r.zero not in (2, 3):
+        why = "no gpu_mem in the profile" if gpu == 0 else "no DeepSpeed ZeRO-2/3 recipe"
+        return Check("memory per GPU", "skip", why)
+    try:
+        shape, _ = model_shape(exp)
+    except AppsHpcError as exc:
+        return Check("memory per GPU", "skip", str(exc))
+    per_node = max(1, exp.train.nproc_per_node or profile.gpus_per_node)
+    p, big = est.param_count(shape), est.largest_layer(shape)
+    offload = recipe_offload(exp)
+    _, states = est.zero_states(r.zero, p, big, per_node, profile.nodes, offload)
+    act = est.activation_bytes(shape, r.cutoff, r.micro_batch, r.checkpointing)
+    row = est.MemoryRow(r.zero, offload, states, act, 0)
+    detail = f"ZeRO-{r.zero} ({offload} offload): {_gib(row.total)} of {_gib(gpu)} GiB"
+    if row.fits(gpu, None):
+        return Check("memory per GPU", "ok", detail)
+    if not exp.train.memory_check:
+        return Check("memory per GPU", "warn", f"{detail}: does not fit (train.memory_check=false)")
+    return Check(
+        "memory per GPU",
+        "fail",
+        f"{detail}: does not fit (see `apps-hpc plan`; submit anyway with "
+        "--set train.memory_check=false)",
+    )

@@ -75,3 +75,26 @@ def test_the_queue_asks_slurm_for_every_job_of_the_demo_pipeline(
         ["squeue", "-h", "-n", "apps-hpc-train"], capture_output=True, text=True
     )
     assert squeue.stdout.strip() == ""  # --test-only queued nothing
+
+
+def _one_gpu_profile(tmp_path: Path) -> Path:
+    profile = yaml.safe_load(find_config("clusters", "example-a100").read_text())
+    profile.update(gpus_per_node=1)
+    path = tmp_path / "one-gpu.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+def test_submitting_a_recipe_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    """ZeRO-3 without offload on one 40 GB GPU: 18 bytes per parameter do not fit; the
+    refusal is one line that names the override."""
+    args = ["submit", "pipeline", "--config", "dscoder_apps", "--dry-run"]
+    args += ["--cluster", str(_one_gpu_profile(tmp_path)), "--set", f"root={tmp_path}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: memory per GPU: ZeRO-3 (none offload):")
+    assert "--set train.memory_check=false" in last
+    overridden = CliRunner().invoke(cli, [*args, "--set", "train.memory_check=false"])
+    assert "warning: memory per GPU" in overridden.output
+    assert "error: memory per GPU" not in overridden.output
