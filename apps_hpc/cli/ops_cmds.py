@@ -1,4 +1,4 @@
-"""The housekeeping commands: fetch, status, cancel, experiment-path, doctor, demo."""
+"""The housekeeping commands: fetch, plan, status, cancel, experiment-path, doctor, demo."""
 
 from __future__ import annotations
 
@@ -186,4 +186,55 @@ def demo_cmd(
     run_demo(config, root, apps, cluster, list(sets), click.echo, force)
 
 
-COMMANDS = [fetch_cmd, status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]
+@click.command("plan", context_settings=CONTEXT)
+@click.option(
+    "--config", "config", required=True, type=click.Path(path_type=Path), help="Experiment YAML."
+)
+@click.option("--cluster", default="slurm-default", show_default=True, help="Cluster profile.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option(
+    "--sample-shards",
+    type=click.IntRange(1),
+    default=None,
+    help="Sampling array tasks (default: as `submit pipeline`, one per GPU).",
+)
+@click.option("--eval-shards", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--queue/--no-queue",
+    default=True,
+    show_default=True,
+    help="Ask SLURM when each job would start (`sbatch --test-only`; SLURM profiles only).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def plan_cmd(
+    config: Path,
+    cluster: str,
+    sets: tuple[str, ...],
+    sample_shards: int | None,
+    eval_shards: int,
+    queue: bool,
+    fmt: str,
+) -> None:
+    """What the pipeline will cost on a profile, before a GPU-hour is spent: parameters,
+    tokens, memory per GPU for ZeRO-2/ZeRO-3 against the profile's `gpu_mem` (fits / fits
+    with offload / does not fit, the largest micro-batch), training, sampling and eval
+    time and GPU-hours, and when each job would start. Needs no GPU; submits nothing.
+
+    \b
+    Example:
+      apps-hpc plan --config dscoder_apps --cluster example-a100
+      apps-hpc plan --config dscoder_apps --cluster example-a100 --format json
+    """
+    import json
+
+    from apps_hpc.core.config import load_experiment, parse_sets
+    from apps_hpc.launch.plan_format import plan_text
+    from apps_hpc.launch.planner import full_plan
+    from apps_hpc.launch.profiles import load_profile
+
+    exp = load_experiment(config, parse_sets(sets))
+    plan = full_plan(exp, load_profile(cluster), sample_shards, eval_shards, queue)
+    click.echo(json.dumps(plan, indent=1) if fmt == "json" else plan_text(plan), nl=fmt == "json")
+
+
+COMMANDS = [fetch_cmd, plan_cmd, status_cmd, cancel_cmd, experiment_path_cmd, doctor_cmd, demo_cmd]

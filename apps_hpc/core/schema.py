@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -91,6 +92,8 @@ class TrainSection:
     # Keep this global batch (per-device batch x accumulation x GPUs) on any GPU count by
     # choosing gradient_accumulation_steps; None: the LlamaFactory YAML's accumulation.
     global_batch: Count | None = None
+    # false: submit although `apps-hpc plan` says the recipe does not fit the GPUs' memory
+    memory_check: StrictBool = True
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,6 +201,7 @@ class Profile:
     cpus_per_node: Count
     mem_per_node: StrictStr | None  # SLURM syntax (480G); None: leave memory to the cluster
     time: Count  # minutes per job (the YAML may say SLURM's HH:MM:SS, D-HH, ...)
+    gpu_mem: StrictStr | None = None  # memory of one GPU (40G); None: unknown, no verdict
     partition: StrictStr | None = None  # GPU stages (train, sample); null: the default
     cpu_partition: StrictStr | None = None  # eval, prepare, merges, report; null: `partition`
     cpu_node_cpus: Count | None = None  # one node of cpu_partition (default: cpus_per_node)
@@ -212,7 +216,7 @@ class Profile:
     additional: dict[str, Any] = field(default_factory=dict)  # jobs on `partition` only
     source: StrictStr = ""
 
-    @field_validator("mem_per_node", "cpu_node_mem", "small_mem", mode="before")
+    @field_validator("mem_per_node", "cpu_node_mem", "small_mem", "gpu_mem", mode="before")
     @classmethod
     def _check_memory(cls, value: Any) -> Any:
         return _memory(value)

@@ -14,7 +14,8 @@ from apps_hpc.core.config import Experiment
 from apps_hpc.core.schema import Profile
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import preflight
-from apps_hpc.launch.plan import Step, pipeline, stage_steps
+from apps_hpc.launch.plan import Step, default_sample_shards, pipeline, stage_steps
+from apps_hpc.launch.planner import check_memory
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import Launch, submit
 from apps_hpc.provenance.resolved import check_resolved
@@ -42,12 +43,6 @@ def experiment_root(stage: str, cfg: Any) -> Path:
     if stage == "report":
         return (cfg.out or cfg.results[0].parent).parent
     return Path(cfg.out).parent
-
-
-def default_sample_shards(profile: Profile, gpus_per_model: int) -> int:
-    if profile.gpus_per_node <= 0:
-        return 1
-    return max(1, profile.nodes * profile.gpus_per_node // gpus_per_model)
 
 
 def single_stage_steps(stage: str, cfg: Any, shards: int | None, profile: Profile) -> list[Step]:
@@ -105,7 +100,7 @@ def submit_pipeline(
     def checks() -> list[Check]:
         if not dry_run:
             check_resolved(exp, force, write=False)  # a changed config stops us first
-        found = preflight.pipeline_checks(exp, profile)
+        found = [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
         if not dry_run and not any(c.status == "fail" for c in found):
             check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way
         return found

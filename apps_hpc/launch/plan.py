@@ -11,6 +11,7 @@ from apps_hpc.core.config import Experiment
 from apps_hpc.core.shards import Shard
 from apps_hpc.experiment import stage_configs as sc
 from apps_hpc.experiment.registry import get
+from apps_hpc.launch.profiles import Profile
 
 
 @dataclass
@@ -84,3 +85,10 @@ def pipeline(exp: Experiment, sample_shards: int, eval_shards: int) -> list[Step
     report = sc.report_config(exp, [out for _, out in merged_results])
     steps.append(single_step("report", report, deps=[k for k, _ in merged_results]))
     return steps
+
+
+def default_sample_shards(profile: Profile, gpus_per_model: int) -> int:
+    """One sampling task per GPU replica of the profile's training nodes, else 1."""
+    if profile.gpus_per_node <= 0:
+        return 1
+    return max(1, profile.nodes * profile.gpus_per_node // gpus_per_model)

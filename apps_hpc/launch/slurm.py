@@ -141,6 +141,27 @@ def sbatch_text(executor: submitit.SlurmExecutor, array: int | None) -> str:
     return _make_sbatch_string(command=command, folder=executor.folder, **params)
 
 
+def test_only(script: str, timeout_s: float = 60) -> str:
+    """`sbatch --test-only` on a script: the scheduler's "would start at" line (it
+    submits nothing), or its error."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sbatch") as fh:
+        fh.write(script)
+        fh.flush()
+        try:
+            r = subprocess.run(
+                ["sbatch", "--test-only", fh.name],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"no estimate: {exc}"
+    text = (r.stderr + r.stdout).strip().replace("sbatch: ", "")
+    return text.splitlines()[-1] if text else f"no estimate (sbatch exited {r.returncode})"
+
+
 def local_job_state(folder: str | Path, job_id: str) -> str:
     """COMPLETED / FAILED from a finished local job's result pickle (submitit writes
     `(outcome, value)` there), RUNNING while its process lives, else UNKNOWN."""

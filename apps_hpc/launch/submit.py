@@ -37,7 +37,7 @@ class Launch:
     hub_dir: Path | None = None  # HF_HOME of every job (offline), bound into the container
 
 
-def _executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
+def step_executor(launch: Launch, step: Step, dependency: str | None) -> submitit.Executor:
     res = stage_resources(step.stage, launch.profile, launch.gpus_per_model)
     name = f"apps-hpc-{step.key.replace('/', '-')}"
     binds = [launch.root, *([launch.hub_dir] if launch.hub_dir else [])]
@@ -48,7 +48,7 @@ def _submit_step(
     launch: Launch, step: Step, dependency: str | None, index: int | None = None
 ) -> list[submitit.Job]:
     """The step's job(s): the whole array, or (with `index`) only that task of it."""
-    ex = _executor(launch, step, dependency)
+    ex = step_executor(launch, step, dependency)
     task = StageTask(launch.root / "manifest.json", step.key, launch.hub_dir)
     if index is not None:
         return [ex.submit(task, step.stage, step.cfgs[index])]
@@ -90,7 +90,7 @@ def dependency(step: Step, ids: dict[str, str]) -> str | None:
 def dry_run(launch: Launch, steps: list[Step]) -> str:
     parts = []
     for step in steps:
-        ex = _executor(launch, step, dependency(step, {d: f"<{d}>" for d in step.deps}))
+        ex = step_executor(launch, step, dependency(step, {d: f"<{d}>" for d in step.deps}))
         tasks = f", array of {len(step.cfgs)}" if step.array else ""
         after = [d for d in step.deps if d != step.corr]
         deps = f", task by task after {step.corr}" if step.corr else ""
