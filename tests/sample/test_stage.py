@@ -5,7 +5,6 @@ And the vLLM adapter checked against the pinned vLLM wheel's real signatures."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.sample.engines import EngineOptions, Sampling, vllm_llm_kwargs, vllm_sampling_kwargs
 from tests.helpers import read_jsonl, run_cli
 
@@ -63,7 +63,7 @@ def test_sample_then_eval_end_to_end(
     recs = read_jsonl(merged)
     assert [x["problem_id"] for x in recs] == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
     assert all(len(x["codes"]) == len(x["completions"]) == 2 and x["model"] == "base" for x in recs)
-    manifest = json.loads((tmp_path / "samples" / "base" / "manifest.json").read_text())
+    manifest = read_manifest(tmp_path / "samples" / "base" / "manifest.json")
     assert manifest["sample"]["base"]["throughput"]["0/1"]["completions"] == 18
     results = tmp_path / "base-results.jsonl"
     _cli(
