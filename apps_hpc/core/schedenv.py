@@ -87,11 +87,36 @@ def scontrol_hostnames(nodelist: str) -> list[str] | None:
     return hosts if done.returncode == 0 and hosts else None
 
 
+def node_address(host: str) -> str:
+    """An address for `host` that torchrun can connect to: the name itself when it
+    resolves, else the NodeAddr SLURM has for it (nodes may be names only SLURM knows,
+    as on the local multi-node test cluster)."""
+    import socket
+    import subprocess
+
+    try:
+        socket.getaddrinfo(host, None)
+        return host
+    except OSError:
+        pass
+    done = subprocess.run(
+        ["scontrol", "show", "node", "-o", host],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    for word in done.stdout.split():
+        if word.startswith("NodeAddr="):
+            return word.partition("=")[2]
+    return host
+
+
 def job_first_host(nodelist: str) -> str:
-    """The rendezvous host of a job: SLURM's own expansion where scontrol answers, else
-    the pure parser (the two agree; the tests check it)."""
+    """The rendezvous address of a job: its first host (SLURM's own expansion where
+    scontrol answers, else the pure parser; the two agree, the tests check it)."""
     hosts = scontrol_hostnames(nodelist)
-    return hosts[0] if hosts else first_host(nodelist)
+    return node_address(hosts[0] if hosts else first_host(nodelist))
 
 
 def free_port() -> int:
