@@ -240,13 +240,8 @@ def test_vllm_adapter_matches_the_pinned_api(vllm_wheel: zipfile.ZipFile) -> Non
     assert set(vllm_llm_kwargs(opts)) <= llm | engine_args
     sp = _params(vllm_wheel, "vllm/sampling_params.py", "SamplingParams", "__init__")
     assert set(vllm_sampling_kwargs(Sampling(), 7)) <= sp
-    add = _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "add_request")
-    assert {"request_id", "prompt", "sampling_params", "prompt_token_ids"} <= add
-    assert _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "step") == set()
-    assert (
-        _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "has_unfinished_requests")
-        == set()
-    )
+    generate = _params(vllm_wheel, "vllm/entrypoints/llm.py", "LLM", "generate")
+    assert {"prompts", "sampling_params", "use_tqdm"} <= generate  # VllmEngine.generate
     out = _params(vllm_wheel, "vllm/outputs.py", "RequestOutput", "__init__")
     assert {"request_id", "outputs", "finished"} <= out
     assert {"text", "token_ids"} <= _params(
