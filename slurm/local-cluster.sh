@@ -20,6 +20,11 @@
 # with a warning, if /etc/hosts does not map $(hostname) to 127.x: SLURM binds to that
 # name's address or to none). Cluster "appshpc", one node ($(hostname -s)) with 4 CPUs and
 # gpu:2, one partition "debug".
+#
+# Several nodes on this one machine: APPS_HPC_SLURM_NODES=N (default 1) starts N slurmd
+# (`slurmd -N <node>`), nodes <host>-n1 ... <host>-nN, each with 4 CPUs, gpu:2, its own
+# port (${APPS_HPC_SLURM_PORT:-16817} + 2 + i), spool folder, log and pid file; all of
+# them have NodeAddr 127.0.0.1, which `scontrol show node` gives for the rendezvous.
 set -euo pipefail
 
 DIR=${APPS_HPC_SLURM_DIR:-/tmp/apps-hpc-slurm}
@@ -31,6 +36,7 @@ PACKAGES="munge slurm-client slurmctld slurmd slurmdbd mariadb-server"
 DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
 WAIT_S=${APPS_HPC_SLURM_WAIT_S:-60}
 PORT=${APPS_HPC_SLURM_PORT:-16817}
+NODES=${APPS_HPC_SLURM_NODES:-1}
 
 # The daemons and mknod live in /usr/sbin, which "su" (without -) leaves out of PATH.
 export PATH=$PATH:/usr/sbin:/sbin
@@ -76,6 +82,9 @@ check_port() {
     if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1024 || PORT > 65533)); then
         die "APPS_HPC_SLURM_PORT=$PORT: give a port from 1024 to 65533 (it uses 3 ports)"
     fi
+    if ! [[ $NODES =~ ^[0-9]+$ ]] || ((NODES < 1 || NODES > 16)); then
+        die "APPS_HPC_SLURM_NODES=$NODES: give a number of nodes from 1 to 16"
+    fi
 }
 
 need_packages() {
@@ -104,7 +113,45 @@ alive() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
     # Debian's /usr/sbin/slurmctld is a link to slurmctld-wlm (same for slurmd, slurmdbd).
-    [[ $exe == "$(readlink -f "/usr/sbin/$1")" ]]
+    [[ $exe == "$(readlink -f "/usr/sbin/${1%%@*}")" ]]
+}
+
+# The node names: this host alone, or <host>-n1 ... <host>-nN (APPS_HPC_SLURM_NODES=N).
+node_names() {
+    local host=$1 i
+    if ((NODES == 1)); then
+        echo "$host"
+        return
+    fi
+    for ((i = 1; i <= NODES; i++)); do
+        echo "$host-n$i"
+    done
+}
+
+# The slurmd daemons to start or stop: "slurmd", and one "slurmd@<node>" per started node.
+slurmd_daemons() {
+    local f
+    if ((NODES == 1)); then
+        echo slurmd
+    fi
+    for f in "$DIR"/pids/slurmd@*.pid; do
+        [[ -e $f ]] && basename "$f" .pid
+    done
+    return 0
+}
+
+# NodeName lines: one node, or N nodes on this host, each with a port of its own.
+node_lines() {
+    local host=$1 mem=$2 name i=0
+    if ((NODES == 1)); then
+        echo "NodeName=$host NodeAddr=127.0.0.1 CPUs=4 RealMemory=$mem Gres=gpu:2 State=UNKNOWN"
+        return
+    fi
+    for name in $(node_names "$host"); do
+        i=$((i + 1))
+        echo "NodeName=$name NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 2 + i))" \
+            "CPUs=4 RealMemory=$((mem / NODES)) Gres=gpu:2 State=UNKNOWN"
+    done
 }
 
 # Start daemon $1 in the foreground mode of "$@" (after $1), detached, and record its PID.
@@ -159,7 +206,16 @@ wait_for() {
 # --- configuration ----------------------------------------------------------------------
 
 write_configs() {
-    local node=$1 mem=$2
+    local node=$1 mem=$2 nodes slurmd_files
+    nodes=$(node_names "$node" | paste -sd,)
+    slurmd_files="SlurmdSpoolDir=$DIR/slurmd
+SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdLogFile=$DIR/log/slurmd.log"
+    if ((NODES > 1)); then
+        slurmd_files="SlurmdSpoolDir=$DIR/slurmd/%n
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
+SlurmdLogFile=$DIR/log/slurmd-%n.log"
+    fi
     if [[ -e $ETC/slurm.conf ]] && ! grep -qF "$MARKER" "$ETC/slurm.conf"; then
         die "$ETC/slurm.conf exists and was not written by this script;" \
             "set APPS_HPC_SLURM_DIR to a folder of its own"
@@ -199,11 +255,9 @@ AuthInfo=cred_expire=10,socket=$MUNGE_SOCKET
 AccountingStoragePass=$MUNGE_SOCKET
 $COMM_PARAMS
 StateSaveLocation=$DIR/slurmctld
-SlurmdSpoolDir=$DIR/slurmd
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+$slurmd_files
 SlurmctldDebug=info
 SlurmdDebug=info
 # No cgroups here.
@@ -229,13 +283,13 @@ JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.txt
 GresTypes=gpu
-NodeName=$node NodeAddr=127.0.0.1 CPUs=4 RealMemory=$mem Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+$(node_lines "$node" "$mem")
+PartitionName=debug Nodes=$nodes Default=YES MaxTime=INFINITE State=UP
 EOF
 
     cat >"$ETC/gres.conf.new" <<EOF
-$MARKER: two fake GPUs (dummy character devices, never opened).
-NodeName=$node Name=gpu File=$DIR/dev/nvidia[0-1]
+$MARKER: two fake GPUs per node (dummy character devices, never opened).
+NodeName=$nodes Name=gpu File=$DIR/dev/nvidia[0-1]
 EOF
 
     (
@@ -268,23 +322,44 @@ EOF
 
 # --- start ------------------------------------------------------------------------------
 
+# The nodes' states, each once: "idle", or e.g. "idle" and "unk" while one starts.
 node_state() {
-    sinfo -h -N -o %t 2>/dev/null | head -n 1
+    sinfo -h -N -o %t 2>/dev/null | sort -u
+}
+
+node_count() {
+    sinfo -h -N -o %N 2>/dev/null | sort -u | wc -l
+}
+
+# True if every line of $1 is one of the states in the regex $2.
+all_states() {
+    local line
+    [[ -n $1 ]] || return 1
+    while read -r line; do
+        [[ $line =~ ^($2)$ ]] || return 1
+    done <<<"$1"
 }
 
 healthy() {
     local d state
-    for d in "${DAEMONS[@]}"; do
+    for d in $(slurmd_daemons) "${DAEMONS[@]:1}"; do
         alive "$d" || return 1
     done
     scontrol ping >/dev/null 2>&1 || return 1
+    [[ $(node_count) == "$NODES" ]] || return 1
     state=$(node_state) || return 1
-    [[ $state =~ ^(idle|mix|alloc|comp)$ ]]
+    all_states "$state" 'idle|mix|alloc|comp'
 }
 
 make_dirs() {
     install -d -m 755 "$DIR"
     install -d -m 755 "$DIR/pids" "$DIR/slurmd" "$DIR/dev"
+    local name
+    if ((NODES > 1)); then
+        for name in $(node_names "$(hostname -s)"); do
+            install -d -m 755 "$DIR/slurmd/$name"
+        done
+    fi
     install -d -m 755 -o slurm -g slurm "$DIR/log" "$DIR/run"
     install -d -m 755 -o munge -g munge "$DIR/munge"
     install -d -m 755 -o mysql -g mysql "$DIR/mysql"
@@ -363,7 +438,19 @@ start_slurmdbd() {
 }
 
 node_ready() {
-    [[ $(node_state) =~ ^(idle|mix|alloc)$ ]]
+    [[ $(node_count) == "$NODES" ]] && all_states "$(node_state)" 'idle|mix|alloc'
+}
+
+start_slurmds() {
+    local node=$1 name
+    if ((NODES == 1)); then
+        alive slurmd || launch slurmd /usr/sbin/slurmd -D -f "$SLURM_CONF"
+        return
+    fi
+    for name in $(node_names "$node"); do
+        alive "slurmd@$name" \
+            || launch "slurmd@$name" /usr/sbin/slurmd -D -N "$name" -f "$SLURM_CONF"
+    done
 }
 
 start() {
@@ -396,13 +483,14 @@ start() {
         launch slurmctld /usr/sbin/slurmctld -D -f "$SLURM_CONF"
     fi
     wait_for slurmctld "$DIR/log/slurmctld.log" "$DIR/log/slurmctld.out" -- scontrol ping
-    if ! alive slurmd; then
-        launch slurmd /usr/sbin/slurmd -D -f "$SLURM_CONF"
-    fi
-    wait_for slurmd "$DIR/log/slurmd.log" "$DIR/log/slurmd.out" "$DIR/log/slurmctld.log" -- \
+    start_slurmds "$node"
+    local first
+    first=$(slurmd_daemons | head -n 1)
+    wait_for "$first" "$DIR"/log/slurmd*.log "$DIR"/log/slurmd*.out "$DIR/log/slurmctld.log" -- \
         node_ready
-    say "started in $((SECONDS - t0))s: cluster $CLUSTER, node $node (CPUs=4," \
-        "RealMemory=$mem, gpu:2), partition debug, port $PORT; state dir $DIR"
+    say "started in $((SECONDS - t0))s: cluster $CLUSTER, $NODES node(s)" \
+        "$(node_names "$node" | paste -sd,) (CPUs=4, gpu:2 each), partition debug," \
+        "port $PORT; state dir $DIR"
     say "clients need: export SLURM_CONF=$SLURM_CONF   (or: eval \"\$($0 env)\")"
 }
 
@@ -458,7 +546,7 @@ stop() {
         fi
     fi
     local d
-    for d in "${DAEMONS[@]}"; do
+    for d in $(slurmd_daemons) "${DAEMONS[@]:1}"; do
         stop_daemon "$d"
     done
     if ((purge)); then
@@ -471,7 +559,7 @@ status() {
     need_root
     check_dir_owner
     local d rc=0
-    for d in "${DAEMONS[@]}"; do
+    for d in $(slurmd_daemons) "${DAEMONS[@]:1}"; do
         if alive "$d"; then
             printf '%-10s running (pid %s)\n' "$d" "$(pid_of "$d")"
         else

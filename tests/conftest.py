@@ -11,7 +11,7 @@ import pytest
 
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from tests.helpers import FAST_LIMITS, SHARED_APPS, require
-from tests.slurm_cluster import slurm_cluster  # noqa: F401  (a fixture)
+from tests.slurm_cluster import slurm_cluster, two_node_cluster  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")
@@ -47,5 +47,5 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test on the real SLURM cluster is slow (`make test-fast` leaves them out)."""
     for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+        if {"slurm_cluster", "two_node_cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -80,6 +80,36 @@ def slurm_conf(env: dict[str, str] | None = None) -> Path:
     return Path(value)
 
 
+TWO_NODE_DIR = "/tmp/apps-hpc-slurm-2n"
+TWO_NODE_PORT = "16917"  # beside the one-node cluster's 16817-16819: both may run at once
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster() -> Iterator[SlurmCluster]:
+    """A cluster of its own with two nodes (two slurmd on this machine), started for the
+    module that asks for it and removed after it (`APPS_HPC_SLURM_NODES=2`)."""
+    if os.geteuid() != 0 or _missing_commands():
+        _unavailable("needs root and the SLURM packages")
+    env = {
+        **os.environ,
+        "APPS_HPC_SLURM_DIR": os.environ.get("APPS_HPC_SLURM2_DIR", TWO_NODE_DIR),
+        "APPS_HPC_SLURM_PORT": os.environ.get("APPS_HPC_SLURM2_PORT", TWO_NODE_PORT),
+        "APPS_HPC_SLURM_NODES": "2",
+    }
+    started = _script("start", env=env)
+    if started.returncode != 0:
+        _script("stop", "--purge", env=env)
+        pytest.fail(f"local-cluster.sh start (2 nodes) failed:\n{started.stdout}{started.stderr}")
+    conf = slurm_conf(env)
+    state_dir = Path(env["APPS_HPC_SLURM_DIR"])
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SLURM_CONF", str(conf))
+            yield SlurmCluster(state_dir=state_dir, conf=conf, script=SCRIPT, started_here=True)
+    finally:
+        _script("stop", "--purge", env=env)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     if os.geteuid() != 0:

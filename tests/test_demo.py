@@ -13,6 +13,7 @@ import pytest
 from apps_hpc.core.apps import load_problems
 from apps_hpc.core.config import find_config, load_experiment
 from apps_hpc.prepare.stage import sft_examples
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.tools.demo import BUNDLED_APPS
 
 SMALL = [
@@ -180,7 +181,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert f"experiment: {exp}" in first.stdout
     assert "started train" in first.stderr
     # every job recorded what ran it; the page shows it
-    run = json.loads((exp / "manifest.json").read_text())["run"]
+    run = read_manifest(exp / "manifest.json")["run"]
     assert {"prepare", "train", "sample/base", "sample/sft", "eval/sft", "report"} <= set(run)
     [sft] = run["sample/sft"].values()
     assert sft["sources"]["model"]["path"] == str(exp / "train")  # the fine-tuned weights

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from apps_hpc.cli import cli
 from apps_hpc.core.config import Experiment
 from apps_hpc.experiment import registry
+from apps_hpc.provenance.manifest import read_manifest
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "apps_hpc") + "/"
 ACCESSORS = {"dir", "hub_dir", "__post_init__"}  # properties read, not stays
@@ -70,4 +71,4 @@ def test_train_config_walk_enters_no_file_more_than_twice(
     entries = collections.Counter(file for file, _ in steps)
     assert max(entries.values()) <= 2, entries
     assert (tmp_path / "demo" / "experiment.yaml").exists()  # checked (and written) first
-    assert "run" in (tmp_path / "demo" / "manifest.json").read_text()  # recorded before run
+    assert "run" in read_manifest(tmp_path / "demo" / "manifest.json")  # recorded before run

@@ -5,7 +5,6 @@ asks for nothing, an interrupted download resumes; then the stages read them off
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.tools.demo import BUNDLED_APPS
 from tests.fake_hub import FakeHub, Repo
 from tests.helpers import REPO, run_cli
@@ -85,7 +85,7 @@ def test_fetch_lands_where_the_stages_look_and_a_rerun_asks_nothing(
     assert (snap / "config.json").is_file() and (snap / "model.safetensors").is_file()
     assert not (snap / "pytorch_model.bin").exists()  # one weight format
     assert sorted(p.name for p in data.iterdir()) == ["test.jsonl", "train.jsonl"]
-    manifest = json.loads((tmp_path / "experiments/x/manifest.json").read_text())["fetch"]
+    manifest = read_manifest(tmp_path / "experiments/x/manifest.json")["fetch"]
     assert manifest["model"]["commit"] == MODEL_COMMIT and manifest["model"]["revision"] == "main"
     assert manifest["apps"]["commit"] == APPS_COMMIT
     for name in ("train.jsonl", "test.jsonl"):

@@ -4,12 +4,12 @@ unless --force (recorded in manifest.json) or a new experiment name."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
 from apps_hpc.core.config import find_config, load_experiment, parse_sets
+from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 from apps_hpc.provenance.resolved import check_resolved
 from apps_hpc.tools.demo import BUNDLED_APPS
 from tests.helpers import CPU_EXPERIMENT, pipeline_args, run_cli
@@ -44,7 +44,7 @@ def test_force_rewrites_and_is_recorded(shared_apps: Path, tmp_path: Path) -> No
     exp.write_text(exp.read_text().replace("model: acme/m1", "model: acme/m2"))
     assert run_cli("prepare", "--config", str(exp), "--force").returncode == 0
     assert yaml.safe_load((tmp_path / "x" / "experiment.yaml").read_text())["model"] == "acme/m2"
-    forced = json.loads((tmp_path / "x" / "manifest.json").read_text())["forced"]
+    forced = read_manifest(tmp_path / "x" / "manifest.json")["forced"]
     [(_, entry)] = forced.items()
     assert entry["keys"] == ["model"]
 
@@ -64,7 +64,7 @@ def test_resubmitting_with_another_model_stops_before_anything_runs(tmp_path: Pa
     r = run_cli(*pipeline_args(tmp_path, Path("acme/b")), "--cluster", "local")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "differs in model ('acme/a' -> 'acme/b')" in r.stderr
-    assert not (tmp_path / "cpu" / "manifest.json").exists()
+    assert not manifest_exists(tmp_path / "cpu" / "manifest.json")
 
 
 def test_demo_with_other_apps_after_a_demo_stops(shared_apps: Path, tmp_path: Path) -> None:

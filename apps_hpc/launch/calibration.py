@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.launch import estimate as est
-from apps_hpc.provenance.manifest import read_manifest
+from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 from apps_hpc.report.timing import stage_wall
 
 # deepseek-coder-6.7b's config.json (hidden_size, num_hidden_layers, num_attention_heads,
@@ -96,7 +96,10 @@ def bench_eval_rate() -> Rate:
 def _earlier(root: Path, profile: str) -> list[tuple[Path, dict[str, Any]]]:
     """(folder, manifest) of the experiments under `root` whose plan was for `profile`."""
     found = []
-    for path in sorted(Path(root).glob("*/manifest.json")):
+    for folder in sorted(p for p in Path(root).glob("*") if p.is_dir()):
+        path = folder / "manifest.json"
+        if not manifest_exists(path):
+            continue
         manifest = read_manifest(path)
         plan = manifest.get("plan")
         if isinstance(plan, dict) and plan.get("profile") == profile:

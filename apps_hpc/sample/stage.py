@@ -61,6 +61,7 @@ class SampleConfig:
     gpus: str | None = None  # "all": one worker per replica on this node
     gpus_per_model: int = SampleSection.gpus_per_model
     max_model_len: int = SampleSection.max_model_len
+    memory_utilization: float | None = SampleSection.memory_utilization
     model_name: str | None = None  # the samples' "model" field (default: folder name)
     manifest: Path | None = None
     progress: bool = True
@@ -171,6 +172,7 @@ def _options(cfg: SampleConfig) -> EngineOptions:
         sampling=cfg.sampling,
         gpus_per_model=cfg.gpus_per_model,
         max_model_len=cfg.max_model_len,
+        gpu_memory_utilization=cfg.memory_utilization,
     )
 
 

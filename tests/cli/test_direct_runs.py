@@ -5,10 +5,10 @@ report's "What ran" lists it; a command given file paths only records nothing.""
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.timing import NOT_RECORDED, run_facts
@@ -24,7 +24,7 @@ def _experiment(tmp_path: Path) -> Path:
 
 
 def _run(exp: Path) -> dict:
-    return json.loads((exp / "manifest.json").read_text())["run"]
+    return read_manifest(exp / "manifest.json")["run"]
 
 
 def test_a_direct_prepare_records_what_ran_it_and_the_report_lists_it(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_a_direct_prepare_records_what_ran_it_and_the_report_lists_it(tmp_path: 
     assert record["experiment_yaml"] == file_digest(exp / "experiment.yaml")
     files = ExperimentFiles(
         exp,
-        manifest=json.loads((exp / "manifest.json").read_text()),
+        manifest=read_manifest(exp / "manifest.json"),
         experiment_yaml=(exp / "experiment.yaml").read_text(),
     )
     facts = dict(run_facts(files))
@@ -63,4 +63,4 @@ def test_a_command_without_an_experiment_records_nothing(tmp_path: Path) -> None
     out = tmp_path / "data"
     run_cli("prepare", "--apps", str(MINI_APPS), "--out", str(out), check=True, cwd=tmp_path)
     assert (out / "prompts.jsonl").is_file()
-    assert not list(tmp_path.rglob("manifest.json"))
+    assert not list(tmp_path.rglob("manifest.json")) and not list(tmp_path.rglob("manifest.d"))

@@ -4,7 +4,6 @@ local executor with the tiny model."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from apps_hpc.launch.executor import Resources, slurm_parameters, stage_resource
 from apps_hpc.launch.plan import pipeline
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import dependency, fits
+from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 from tests.helpers import CPU_EXPERIMENT, DRYRUN, REPO, pipeline_args, require
 from tests.helpers import run_cli as _cli
 
@@ -129,7 +129,7 @@ def test_dry_run_matches_reference(
     if UPDATE:
         reference.write_text(text)
     assert text == reference.read_text()
-    assert not (tmp_path / "cpu" / "manifest.json").exists() and not image.exists()
+    assert not manifest_exists(tmp_path / "cpu" / "manifest.json") and not image.exists()
 
 
 def test_published_experiment_on_an_8_gpu_profile(tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_pipeline_on_the_local_executor(
     assert (exp / "report" / "training_loss.png").exists()
     status = _cli("status", str(exp)).stdout
     assert status.count("COMPLETED") == 9 and "report " in status
-    jobs = json.loads((exp / "manifest.json").read_text())["jobs"]
+    jobs = read_manifest(exp / "manifest.json")["jobs"]
     assert list(jobs) == [
         "prepare",
         "train",
@@ -249,7 +249,7 @@ def test_pipeline_on_the_local_executor(
     ]
     # The local profile's 2 CPUs are the machine and each step asks for both: the
     # independent train and sample/base branches take turns, they do not share the cores.
-    timing = json.loads((exp / "manifest.json").read_text())["timing"]
+    timing = read_manifest(exp / "manifest.json")["timing"]
     train, base = (next(iter(timing[key].values())) for key in ("train", "sample/base"))
     assert base["started"] >= train["ended"] or train["started"] >= base["ended"]
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from apps_hpc.cli import cli
 from apps_hpc.core.config import find_config
+from apps_hpc.provenance.manifest import manifest_exists
 
 PUBLISHED_TRAIN_S = 8 * 3600 + 58 * 60 + 33
 
@@ -32,7 +33,7 @@ def test_the_published_run_planned_on_its_own_profile(tmp_path: Path) -> None:
     assert train["memory"]["verdict"] == "fits"
     assert plan["sampling"]["seconds_per_model"] == 16 * 60 + 35
     assert plan["eval"]["programs_per_model"] == 3765 * 10
-    assert not (tmp_path / "dscoder-apps" / "manifest.json").exists()  # nothing submitted
+    assert not manifest_exists(tmp_path / "dscoder-apps" / "manifest.json")  # nothing submitted
 
 
 def test_the_text_has_one_table_per_stage(tmp_path: Path) -> None:

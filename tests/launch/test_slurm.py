@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.provenance.manifest import read_manifest
 from tests.helpers import CPU_EXPERIMENT, REPO, pipeline_args, read_jsonl, require, run_cli
 
 EXP = CPU_EXPERIMENT
@@ -122,7 +123,7 @@ def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Pa
         return len(status) == 11 and all("COMPLETED" in line for line in status.values())
 
     _wait_for(all_completed, timeout=60)
-    manifest = json.loads((exp / "manifest.json").read_text())
+    manifest = read_manifest(exp / "manifest.json")
     assert manifest["jobs"]["train"]["executor"] == "slurm"
 
 
@@ -209,7 +210,7 @@ def test_gpu_shards_get_their_own_devices(
         "8",
         "-q",
     )
-    throughput = json.loads((out / "manifest.json").read_text())["sample"]["base"]["throughput"]
+    throughput = read_manifest(out / "manifest.json")["sample"]["base"]["throughput"]
     devices = {shard: t["cuda_visible_devices"] for shard, t in throughput.items()}
     assert set(devices) == {"0/2", "1/2"}
     assert all(d in ("0", "1") for d in devices.values()), devices

@@ -4,7 +4,6 @@ same order on a real SLURM with aftercorr)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any

@@ -4,9 +4,9 @@ the "not recorded" line only for an experiment without them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.timing import NOT_RECORDED, identity_facts, run_facts
 from tests.report.experiment_fixture import make_experiment, run_record
@@ -35,7 +35,7 @@ def _files(manifest: dict, folder: Path | None = None) -> ExperimentFiles:
 
 def test_run_facts_list_what_ran_in_a_readable_order(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path)
-    manifest = json.loads((exp / "manifest.json").read_text())
+    manifest = read_manifest(exp / "manifest.json")
     facts = run_facts(_files(manifest, exp))
     labels = [label for label, _ in facts]
     assert labels == ["experiment folder", "name", "model", *ORDER]

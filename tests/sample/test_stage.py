@@ -5,7 +5,6 @@ And the vLLM adapter checked against the pinned vLLM wheel's real signatures."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.sample.engines import EngineOptions, Sampling, vllm_llm_kwargs, vllm_sampling_kwargs
 from tests.helpers import read_jsonl, require, run_cli
 
@@ -63,7 +63,7 @@ def test_sample_then_eval_end_to_end(
     recs = read_jsonl(merged)
     assert [x["problem_id"] for x in recs] == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
     assert all(len(x["codes"]) == len(x["completions"]) == 2 and x["model"] == "base" for x in recs)
-    manifest = json.loads((tmp_path / "samples" / "base" / "manifest.json").read_text())
+    manifest = read_manifest(tmp_path / "samples" / "base" / "manifest.json")
     assert manifest["sample"]["base"]["throughput"]["0/1"]["completions"] == 18
     results = tmp_path / "base-results.jsonl"
     _cli(
@@ -238,13 +238,8 @@ def test_vllm_adapter_matches_the_pinned_api(vllm_wheel: zipfile.ZipFile) -> Non
     assert set(vllm_llm_kwargs(opts)) <= llm | engine_args
     sp = _params(vllm_wheel, "vllm/sampling_params.py", "SamplingParams", "__init__")
     assert set(vllm_sampling_kwargs(Sampling(), 7)) <= sp
-    add = _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "add_request")
-    assert {"request_id", "prompt", "sampling_params", "prompt_token_ids"} <= add
-    assert _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "step") == set()
-    assert (
-        _params(vllm_wheel, "vllm/engine/llm_engine.py", "LLMEngine", "has_unfinished_requests")
-        == set()
-    )
+    generate = _params(vllm_wheel, "vllm/entrypoints/llm.py", "LLM", "generate")
+    assert {"prompts", "sampling_params", "use_tqdm"} <= generate  # VllmEngine.generate
     out = _params(vllm_wheel, "vllm/outputs.py", "RequestOutput", "__init__")
     assert {"request_id", "outputs", "finished"} <= out
     assert {"text", "token_ids"} <= _params(
