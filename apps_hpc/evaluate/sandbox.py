@@ -66,7 +66,7 @@ class Limits:
     tmp_mb: int = 64  # each of the program's private /tmp and /dev/shm (namespaces only)
     max_output_lines: int = 1 << 20  # lines of output per test the evaluator compares
     # Python's default, as in the reference run without IPython installed (pyext imports
-    # IPython if it can, and jedi then raises the limit to 3,000): docs/notes-issue-22.md.
+    # IPython if it can, and jedi then raises the limit to 3,000): docs/program-environment.md.
     recursion_limit: int = 1000
 
     @property

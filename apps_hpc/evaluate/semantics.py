@@ -54,7 +54,7 @@ HEADER_MODULES = (
 
 # Imported by the warm worker too, before the reliability guard: numpy < 2 runs `lscpu`
 # through subprocess when `numpy.testing` is first imported (scipy imports it), which the
-# guard forbids; the reference's numpy 2 does not (docs/notes-issue-22.md).
+# guard forbids; the reference's numpy 2 does not (docs/program-environment.md).
 PRELOADED_MODULES = ("numpy.random", "numpy.testing")
 
 # The third-party packages programs may import (the `programs` extra; the container has
