@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,15 +105,51 @@ def test_eval_job_array_on_real_rows(shared_apps: Path, tmp_path: Path) -> None:
     assert "COMPLETED" in status["merge-eval"]
 
 
+def _sacct_times(ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """(Start, End) of each job or array task (`123_0`) by id, from sacct (1 s resolution)."""
+    masters = sorted({i.split("_")[0] for i in ids})
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,Start,End,State", "-j", ",".join(masters)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    times = {}
+    for line in out.splitlines():
+        job, start, end, _ = line.split("|")
+        times[job] = (datetime.fromisoformat(start), datetime.fromisoformat(end))
+    return times
+
+
+def check_streamed_on_slurm(jobs: dict[str, Any], model: str) -> None:
+    """From sacct: eval task i started at or after sampling task i ended (aftercorr), and
+    judging did not wait for the whole sampling step: an eval task started before the
+    samples' merge ended, or before the last sampling task ended. (The tiny model's
+    shards tend to end in the same second, so the merge's end is the reference: without
+    streaming eval waits for that merge, with `afterok`.)"""
+    sample, judge = jobs[f"sample/{model}"]["ids"], jobs[f"eval/{model}"]["ids"]
+    merge = jobs[f"merge-sample/{model}"]["ids"]
+    times = _sacct_times(sample + judge + merge)
+    assert len(sample) == len(judge) == 2, (sample, judge)
+    for s, e in zip(sample, judge, strict=True):
+        assert times[e][0] >= times[s][1], (model, s, times[s], e, times[e])
+    first_judged = min(times[e][0] for e in judge)
+    last_sampled = max(times[s][1] for s in sample)
+    merged = times[merge[0]][1]
+    assert first_judged < merged or first_judged < last_sampled, (model, times)
+
+
 @pytest.mark.slow
 def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Path) -> None:
+    """The demo pipeline on SLURM with 2 sampling shards (eval defaults to as many: it
+    streams, `aftercorr`): sacct shows the order, and `status` both arrays' progress."""
     pytest.importorskip("llamafactory")
     _cli(
         *pipeline_args(tmp_path, tiny_model_dir, shared_apps),
         "--cluster",
         "slurm-default",
         "--wait",
-        "--eval-shards",
+        "--sample-shards",
         "2",
     )
     exp = tmp_path / "cpu"
@@ -125,6 +163,15 @@ def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Pa
     _wait_for(all_completed, timeout=60)
     manifest = read_manifest(exp / "manifest.json")
     assert manifest["jobs"]["train"]["executor"] == "slurm"
+    status = _status(exp)
+    for model in ("base", "sft"):
+        assert manifest["jobs"][f"eval/{model}"]["corr"] == f"sample/{model}"
+        check_streamed_on_slurm(manifest["jobs"], model)
+        for key in (f"sample/{model}", f"eval/{model}"):  # both arrays: 2 tasks, all done
+            ids, _, _, progress = status[key].split()[1:5]
+            assert len(ids.split(",")) == 2, status[key]
+            done, expected = progress.split("/")
+            assert done == expected != "0", status[key]
 
 
 @pytest.mark.slow
