@@ -22,7 +22,7 @@ import pytest
 
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.evaluate.sandbox import TREE_POLL_S as sandbox_poll
+from apps_hpc.evaluate.tree import TREE_POLL_S as sandbox_poll
 from tests.helpers import FAST_LIMITS, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
