@@ -220,6 +220,13 @@ def _extra(cfg: dict[str, Any]) -> str:
     return f"; {seccomp.describe()}; {cfg['tree'].describe()}"
 
 
+def in_force() -> dict[str, str]:
+    """The isolation that may change a verdict and that this machine decides before a
+    worker starts: the system-call filter and the tree limits' mode. Part of the
+    results' provenance and of the verdict cache's key (stage.py)."""
+    return {"seccomp": seccomp.fingerprint(), "tree_limits": tree.mode()}
+
+
 def isolate_network() -> str:
     """Move this process into a new network namespace; say how, or why not."""
     try:
