@@ -38,6 +38,7 @@ from apps_hpc.evaluate import namespaces, seccomp, tree
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _CAP_VERSION_3 = 0x20080522
@@ -330,6 +331,10 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     os.chdir(scratch)
     _set_limits(limits, identity)
     _drop_privileges(identity)
+    # setuid made the child non-dumpable: the worker (another uid) could no longer read
+    # its smaps_rollup, and the tree's memory would be summed as RSS (tree.py). Same uid
+    # as without a user switch; ptrace stays refused by the filter.
+    _call("prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
     _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead

@@ -72,13 +72,15 @@ def tree_usage(root: int) -> TreeUsage:
 def _pss_pages(pid: int, page: int) -> int:
     """A process's proportional resident memory in pages: pages a fork shares with its
     parent count once over the tree, not once per child (RSS would stop an honest
-    program with 63 sleeping children). Where smaps_rollup cannot be read, its RSS
-    (never less)."""
+    program with 63 sleeping children). Where smaps_rollup cannot be read (not ESRCH:
+    no memory map), its RSS (never less)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
             for line in fh.read().split(b"\n"):
                 if line.startswith(b"Pss:"):
                     return int(line.split()[1]) * 1024 // page
+    except ProcessLookupError:  # no memory map (exiting, or a zombie): nothing held
+        return 0
     except (OSError, ValueError, IndexError):
         pass
     try:
@@ -310,3 +312,21 @@ def setup() -> ProcTree | CgroupTree:
         return CgroupTree(folder)
     except OSError as exc:
         return ProcTree(f"{folder}: {exc.strerror}")
+
+
+def remove_worker_cgroup(pid: int) -> None:
+    """After a worker `pid` exited (the pool): remove the cgroups it made, if any
+    (empty cgroups only: a process still dying there is waited for up to 1 s)."""
+    folder, _ = detect()
+    own = f"{folder}/apps-hpc-{pid}"
+    if folder is None or not os.path.isdir(own):
+        return
+    for _ in range(50):
+        try:
+            for entry in os.scandir(own):
+                if entry.is_dir(follow_symlinks=False):
+                    os.rmdir(entry.path)
+            os.rmdir(own)
+            return
+        except OSError:
+            time.sleep(0.02)

@@ -301,6 +301,23 @@ def test_forked_children_share_one_memory_limit(patient_pool: EvalPool) -> None:
     assert "together held more than" in result.detail + str(result.failure), result
 
 
+SLEEPERS = """
+import posix, time as clock
+for _ in range(40):
+    if posix.fork() == 0:
+        clock.sleep(60)
+clock.sleep(1.5)
+print(OK)
+"""
+
+
+def test_pages_a_fork_shares_count_once(patient_pool: EvalPool) -> None:
+    """40 sleeping children of an honest program (each shares the worker's ~60 MB of
+    pages): not stopped at the 1 GB limit (summed as RSS they were: 2.4 GB)."""
+    result = run_one(patient_pool, PRELUDE + SLEEPERS, ["x"], [OK])
+    assert result.verdict is Verdict.PASS, result
+
+
 # ---------------------------------------------------------------- the tmpfs cap
 
 # /tmp and /dev/shm are each a tmpfs of Limits.tmp_mb (64 MB) per program with namespaces:
