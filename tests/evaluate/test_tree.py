@@ -107,3 +107,62 @@ def test_real_cgroup_v2_per_program() -> None:
     assert spun.verdict is Verdict.TIMEOUT, spun
     assert held.verdict is Verdict.RUNTIME_ERROR, held
     assert fine.verdict is Verdict.PASS, fine
+
+
+MECHANICS = """
+import os, sys, time
+from apps_hpc.evaluate import tree
+tree.CONTROLLERS = ()  # a hierarchy without controllers: no memory.max, pids.max
+tree.limit_values = lambda *args, **kwargs: {}
+class L: memory_mb, max_procs = 1024, 64
+t = tree.CgroupTree(sys.argv[1])
+handle = t.start(L)
+pid = os.fork()
+if pid == 0:
+    t.join(handle)
+    for _ in range(2):
+        if os.fork() == 0:
+            break
+    end = time.time() + 30
+    while time.time() < end:
+        pass
+    os._exit(0)
+deadline = time.time() + 20
+while t.usage(handle).cpu_s < 0.3 and time.time() < deadline:
+    time.sleep(0.05)
+cpu = t.usage(handle).cpu_s
+t.kill(handle)
+os.waitpid(pid, 0)
+time.sleep(0.2)
+left = tree._read_at("cgroup.procs", handle)
+oom = t.finish(handle)
+print(cpu >= 0.3, repr(left), oom, os.path.exists(f"{sys.argv[1]}/apps-hpc-{os.getpid()}/p1"))
+"""
+
+
+def test_cgroup_mechanics_on_a_controllerless_v2_hierarchy(tmp_path) -> None:
+    """What a program's cgroup does besides the kernel's limits, on the cgroup v2
+    hierarchy a cgroup v1 machine mounts without controllers (/sys/fs/cgroup/unified):
+    the child joins it, cpu.stat counts its forked spinners, cgroup.kill stops them all,
+    and the cgroup is removed. In a subprocess: it moves itself into a cgroup."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import require
+
+    mount = tree.cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    require(os.geteuid() == 0 and mount and os.access(mount, os.W_OK), "root, a cgroup2 mount")
+    folder = Path(mount) / f"apps-hpc-test-{os.getpid()}"
+    folder.mkdir()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", MECHANICS, str(folder)], capture_output=True, text=True
+        )
+        assert run.stdout.split() == ["True", "''", "False", "False"], run.stderr[-2000:]
+    finally:
+        for sub in sorted(folder.rglob("*"), reverse=True):
+            if sub.is_dir():
+                sub.rmdir()
+        folder.rmdir()
