@@ -1,10 +1,11 @@
 """The verdict cache: a distinct program is executed once per experiment.
 
 A program's result is decided by its text, its problem's tests, the limits, whether every
-test runs, the comparison semantics and the evaluator itself; `program_key` hashes exactly
-those. Within one run identical programs of a problem already run once (`stage._jobs`);
-the cache carries results across runs: a re-evaluation, the base and the fine-tuned
-model's files (which share many programs), a second seed.
+test runs, the isolation in force (the filter and the tree limits' mode: stage._key), the
+comparison semantics and the evaluator itself; `program_key` hashes exactly those.
+Within one run identical programs of a problem already run once (`stage._jobs`); the
+cache carries results across runs: a re-evaluation, the base and the fine-tuned model's
+files (which share many programs), a second seed.
 
 Many eval tasks write one cache at once, on shared storage where SQLite and `flock` are
 unsafe (Lustre): each writer appends to a file of its own (`<host>-<pid>-<random>.jsonl`,

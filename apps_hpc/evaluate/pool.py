@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apps_hpc.core.schema import Verdict
+from apps_hpc.evaluate import tree
 from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
 from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import (
@@ -221,6 +222,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        tree.remove_worker_cgroup(self.proc.pid)
         self.proc = None
 
 

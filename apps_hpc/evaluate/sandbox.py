@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps_hpc.evaluate import namespaces, seccomp
+from apps_hpc.evaluate import namespaces, seccomp, tree
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _CAP_VERSION_3 = 0x20080522
@@ -198,24 +199,33 @@ def _sandbox_paths() -> list[str]:
 
 def setup_worker(cfg: dict[str, Any]) -> tuple[Identity, str, str]:
     """Isolate this worker as `cfg["isolation"]` asks ("namespaces" or "none"); return
-    the children's identity, the network and the isolation in words. With namespaces
-    this returns in a new process (see namespaces.isolate_worker); a refusal raises
-    namespaces.IsolationError."""
+    the children's identity, the network and the isolation in words; `cfg["tree"]` is
+    then the tree limits in force (tree.py, set up first: no /sys in the namespaces).
+    With namespaces this returns in a new process (see namespaces.isolate_worker); a
+    refusal raises namespaces.IsolationError."""
     limits: Limits = cfg["limits"]
+    cfg["tree"] = tree.setup()
     if cfg.get("isolation", "none") == "namespaces":
         import tempfile
 
         identity = _namespace_identity(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
         tempfile.tempdir = "/tmp"  # the worker's private tmpfs; each child mounts its own
         what = f"user, PID, mount, network, IPC; read-only filesystem; {describe(identity)}"
-        return identity, "userns+netns (loopback down)", f"namespaces ({what}){_extra()}"
+        return identity, "userns+netns (loopback down)", f"namespaces ({what}){_extra(cfg)}"
     identity = identity_for_slot(cfg["slot"], limits, cfg["uid_base"], cfg["gid"])
     network = isolate_network()
-    return identity, network, f"none (network: {network}; {describe(identity)}){_extra()}"
+    return identity, network, f"none (network: {network}; {describe(identity)}){_extra(cfg)}"
 
 
-def _extra() -> str:
-    return f"; {seccomp.describe()}; {tree_limits()}"
+def _extra(cfg: dict[str, Any]) -> str:
+    return f"; {seccomp.describe()}; {cfg['tree'].describe()}"
+
+
+def in_force() -> dict[str, str]:
+    """The isolation that may change a verdict and that this machine decides before a
+    worker starts: the system-call filter and the tree limits' mode. Part of the
+    results' provenance and of the verdict cache's key (stage.py)."""
+    return {"seccomp": seccomp.fingerprint(), "tree_limits": tree.mode()}
 
 
 def isolate_network() -> str:
@@ -321,6 +331,10 @@ def enter(scratch: str, keep_fd: int, limits: Limits, identity: Identity) -> Non
     os.chdir(scratch)
     _set_limits(limits, identity)
     _drop_privileges(identity)
+    # setuid made the child non-dumpable: the worker (another uid) could no longer read
+    # its smaps_rollup, and the tree's memory would be summed as RSS (tree.py). Same uid
+    # as without a user switch; ptrace stays refused by the filter.
+    _call("prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
     _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises instead
@@ -364,57 +378,6 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry.name))
     return found
-
-
-TREE_POLL_S = 0.25  # how often the worker sums its program's process tree
-
-
-@dataclass(frozen=True)
-class TreeUsage:
-    """What a program's processes use together: CPU seconds (live and reaped ones) and
-    resident memory (live ones)."""
-
-    cpu_s: float
-    rss_mb: float
-    processes: int
-
-
-def tree_usage(root: int) -> TreeUsage:
-    """The sum over every descendant of `root` (not `root` itself), from /proc. The
-    worker is a child subreaper (or PID 1 of its namespace): no descendant escapes it."""
-    stats: dict[int, list[bytes]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                    stats[int(entry.name)] = fh.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-    children: dict[int, list[int]] = {}
-    for pid, fields in stats.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
-    todo, cpu, rss, count = list(children.get(root, [])), 0, 0, 0
-    while todo:
-        pid = todo.pop()
-        fields = stats[pid]
-        cpu += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        rss += int(fields[21])
-        count += 1
-        todo += children.get(pid, [])
-    return TreeUsage(cpu / ticks, rss * page / MIB, count)
-
-
-def tree_limits() -> str:
-    """How the limits of a program's whole process tree are kept, in words."""
-    cgroup = "cgroup v2 not used"
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        cgroup = "no cgroup v2 here"
-    return (
-        f"process tree: CPU and memory of all a program's processes summed every "
-        f"{TREE_POLL_S:g} s by the worker, stopped at the budget ({cgroup}); "
-        "per process: rlimits; /tmp and /dev/shm: size-capped tmpfs per program"
-    )
 
 
 def _reap_exited() -> bool:

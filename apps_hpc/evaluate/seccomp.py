@@ -147,6 +147,15 @@ def describe() -> str:
     return f"seccomp: {count} calls denied ({', '.join(DENIED)}), no nested namespaces"
 
 
+def fingerprint() -> str:
+    """The filter in force, exactly (for the provenance): a hash of its BPF program."""
+    if not supported():
+        return "none"
+    import hashlib
+
+    return "bpf-" + hashlib.sha256(program(platform.machine())).hexdigest()[:16]
+
+
 def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k)
 

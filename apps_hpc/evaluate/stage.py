@@ -4,6 +4,7 @@ appended as problems finish, resumable after a kill."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
 from apps_hpc.evaluate.cache import VerdictCache, program_key
 from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
-from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.evaluate.sandbox import Limits, in_force
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.stamps import FIELD, digest
 
@@ -74,7 +75,8 @@ def _spec(problem: Problem) -> TestSpec:
 
 
 def provenance(sample: SampleRecord, problem: Problem, cfg: EvalConfig) -> str:
-    """What a results record depends on: the programs, the tests, the limits."""
+    """What a results record depends on: the programs, the tests, the limits, the
+    isolation in force (the system-call filter, the tree limits' mode)."""
     return digest(
         {
             "codes": sample.codes,
@@ -82,8 +84,15 @@ def provenance(sample: SampleRecord, problem: Problem, cfg: EvalConfig) -> str:
             "limits": dataclasses.asdict(cfg.limits),
             "all_tests": cfg.all_tests,
             "recheck_timeouts": cfg.recheck_timeouts,
+            "isolation": _isolation(),
         }
     )
+
+
+@functools.cache
+def _isolation() -> dict[str, str]:
+    """sandbox.in_force(), read once per process (it reads /proc and /sys)."""
+    return in_force()
 
 
 def _match(samples: list[SampleRecord], problems: dict, cfg: EvalConfig) -> list[_Pending]:
@@ -257,6 +266,7 @@ def _log_sandbox(workers: int, isolation: str) -> None:
 def _key(cfg: EvalConfig, job: Job, problem: Problem) -> str:
     tests = [problem.fn_name, problem.inputs, problem.outputs]
     settings = {"all_tests": cfg.all_tests, "recheck_timeouts": cfg.recheck_timeouts}
+    settings["isolation"] = _isolation()
     return program_key(job.code, tests, cfg.limits, settings)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from apps_hpc.evaluate import sandbox, wire
+from apps_hpc.evaluate import sandbox, tree, wire
 from apps_hpc.evaluate.harness import (
     Probe,
     Timer,
@@ -91,6 +91,7 @@ def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) 
     status = _ESCAPED
     try:
         limits: sandbox.Limits = cfg["limits"]
+        cfg["tree"].join(cfg["cgroup"])  # first: everything after counts
         sandbox.enter(scratch, fd, limits, cfg["identity"])
         _seed_rngs()
         lift_int_digits_limit()
@@ -168,17 +169,19 @@ class Watch:
     tree_cpu_s: float = 0.0  # the tree's CPU seconds when last summed
 
 
-def _check_tree(pid: int, limits: sandbox.Limits, watch: Watch) -> None:
+def _check_tree(pid: int, cfg: dict[str, Any], watch: Watch) -> None:
     """Sum the program's processes; stop them all at the CPU budget or the memory limit
     (each process has its own rlimits; forked ones would multiply them)."""
-    usage = sandbox.tree_usage(os.getpid())
+    limits: sandbox.Limits = cfg["limits"]
+    usage = cfg["tree"].usage(cfg["cgroup"])
     watch.tree_cpu_s = max(watch.tree_cpu_s, usage.cpu_s)
     if usage.cpu_s > limits.program_budget_s:
         watch.tree = "cpu"
-    elif usage.rss_mb > limits.memory_mb:
+    elif usage.oom or usage.rss_mb > limits.memory_mb:
         watch.tree = "memory"
     if watch.tree:
         _kill(pid)
+        cfg["tree"].kill(cfg["cgroup"])
 
 
 def _read_chunk(fd: int, relay: Relay) -> bool:
@@ -193,7 +196,7 @@ def _read_chunk(fd: int, relay: Relay) -> bool:
 
 
 def _watch(
-    pid: int, fd: int, proto: BinaryIO, deadline: float, relay: Relay, limits: sandbox.Limits
+    pid: int, fd: int, proto: BinaryIO, deadline: float, relay: Relay, cfg: dict[str, Any]
 ) -> Watch:
     """Relay the child's records until it exits; stop it when the evaluator says so,
     when it breaks the channel's rules, when its process tree passes a limit, or at the
@@ -202,7 +205,7 @@ def _watch(
     pidfd = os.pidfd_open(pid)
     proto_fd = proto.fileno()
     waiting = [fd, pidfd, proto_fd]
-    next_check = time.monotonic() + sandbox.TREE_POLL_S
+    next_check = time.monotonic() + tree.TREE_POLL_S
     try:
         while True:
             now = time.monotonic()
@@ -212,8 +215,8 @@ def _watch(
                 return watch
             if now >= next_check:
                 if not watch.tree:
-                    _check_tree(pid, limits, watch)
-                next_check = now + sandbox.TREE_POLL_S
+                    _check_tree(pid, cfg, watch)
+                next_check = now + tree.TREE_POLL_S
             wait = min(left, max(next_check - now, 0.0))
             ready, _, _ = select.select(waiting, [], [], wait)
             if fd in ready and not _read_chunk(fd, relay):
@@ -271,6 +274,7 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
     (`out`: the protocol's streams), wait for it, clean up after it."""
     limits: sandbox.Limits = cfg["limits"]
     scratch = sandbox.make_scratch(base, cfg["identity"])
+    cfg = cfg | {"cgroup": cfg["tree"].start(limits)}
     r, w = os.pipe()
     start = time.monotonic()
     pid = sandbox.fork_program(cfg["identity"])
@@ -280,14 +284,17 @@ def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out:
     os.close(w)
     relay = Relay(len(probe.inputs), record_cap(limits), out[1])
     try:
-        watch = _watch(pid, r, out[0], start + limits.wall_deadline_s, relay, limits)
+        watch = _watch(pid, r, out[0], start + limits.wall_deadline_s, relay, cfg)
         if watch.timed_out:
             _kill(pid)
         _, status, usage = os.wait4(pid, 0)
     finally:
         os.close(r)
     wall = time.monotonic() - start
+    cfg["tree"].kill(cfg["cgroup"])
     sandbox.reap(pid)
+    if cfg["tree"].finish(cfg["cgroup"]) and not watch.tree:
+        watch.tree = "memory"  # the kernel's OOM killer, at the cgroup's memory.max
     sandbox.remove_scratch(scratch)
     cpu = max(usage.ru_utime + usage.ru_stime, watch.tree_cpu_s)
     state = "crashed" if relay.violation else _classify(status, cpu, limits, watch)

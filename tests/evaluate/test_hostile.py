@@ -22,7 +22,7 @@ import pytest
 
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.evaluate.sandbox import TREE_POLL_S as sandbox_poll
+from apps_hpc.evaluate.tree import TREE_POLL_S as sandbox_poll
 from tests.helpers import FAST_LIMITS, apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
@@ -115,6 +115,22 @@ NR = {
     },
 }
 _M = f"NR = {NR!r}[os.uname().machine]\n"
+# A nested user namespace would give back the capability to mount a tmpfs of any size
+# (the issue's 608 MB in RAM): unshare and clone are refused, and so is the mount.
+NESTED_TMPFS = r"""
+r1 = libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS
+e1 = ctypes.get_errno()
+import posix
+pid = posix.fork()
+if pid == 0:  # the child tries once more after a fork, then mounts
+    r = libc.unshare(0x10000000 | 0x00020000)
+    m = libc.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=700m')
+    posix._exit(0 if (r, m) == (-1, -1) and ctypes.get_errno() == 1 else 3)
+ok = posix.waitpid(pid, 0)[1] == 0
+r2 = libc.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=700m')
+print(OK if (r1, e1, r2, ok) == (-1, 1, -1, True) else (r1, e1, r2, ok))
+"""
+
 SYSCALLS = {
     "ptrace-traceme": _M + _denied("ptrace", "libc.syscall(NR['ptrace'], 0, 0, 0, 0)"),
     "ptrace-attach-parent": _M + _denied("ptrace", "libc.ptrace(16, os.getppid() or 1, 0, 0)"),
@@ -129,6 +145,7 @@ SYSCALLS = {
     # clone(CLONE_NEWUSER | SIGCHLD): a nested user namespace through clone
     "clone-newuser": _M
     + _denied("clone", "libc.syscall(NR['clone'], 0x10000000 | 17, 0, 0, 0, 0)"),
+    "nested-userns-tmpfs": NESTED_TMPFS,
 }
 
 # Programs APPS solutions are like still run under the filter: threads, fork, numpy.
@@ -282,3 +299,93 @@ def test_forked_children_share_one_memory_limit(patient_pool: EvalPool) -> None:
     result = run_one(patient_pool, PRELUDE + HOARDERS, ["x"], [OK])
     assert result.verdict is Verdict.RUNTIME_ERROR, result
     assert "together held more than" in result.detail + str(result.failure), result
+
+
+SLEEPERS = """
+import posix, time as clock
+for _ in range(40):
+    if posix.fork() == 0:
+        clock.sleep(60)
+clock.sleep(1.5)
+print(OK)
+"""
+
+
+def test_pages_a_fork_shares_count_once(patient_pool: EvalPool) -> None:
+    """40 sleeping children of an honest program (each shares the worker's ~60 MB of
+    pages): not stopped at the 1 GB limit (summed as RSS they were: 2.4 GB)."""
+    result = run_one(patient_pool, PRELUDE + SLEEPERS, ["x"], [OK])
+    assert result.verdict is Verdict.PASS, result
+
+
+# ---------------------------------------------------------------- the tmpfs cap
+
+# /tmp and /dev/shm are each a tmpfs of Limits.tmp_mb (64 MB) per program with namespaces:
+# files of 8 MB (under RLIMIT_FSIZE's 16 MB) until the write fails with ENOSPC.
+TMPFS_CAP = r"""
+def fill(where):
+    written = 0
+    try:
+        for i in range(40):
+            fd = os.open('%s/f%d' % (where, i), os.O_WRONLY | os.O_CREAT, 0o600)
+            for _ in range(8):
+                os.write(fd, b'x' * 2**20)
+                written += 1
+            os.close(fd)
+    except OSError as exc:
+        return written, exc.errno
+    return written, 0
+got = [fill('/tmp'), fill('/dev/shm')]
+print(OK if all(e == 28 and n <= 64 for n, e in got) else got)
+"""
+FINE = "print(input().replace('x', OK))"
+
+
+@pytest.fixture(scope="module")
+def namespaced_pool() -> Iterator[EvalPool]:
+    with EvalPool(PoolOptions(workers=2, limits=FAST_LIMITS, isolation="namespaces")) as pool:
+        yield pool
+
+
+def test_tmpfs_is_capped_per_program(namespaced_pool: EvalPool) -> None:
+    """Writing past the cap fails for the program (ENOSPC); the evaluator and the
+    other programs of the batch keep their verdicts."""
+    from apps_hpc.evaluate.harness import TestSpec
+    from apps_hpc.evaluate.pool import Job
+
+    codes = [PRELUDE + FINE, PRELUDE + TMPFS_CAP, PRELUDE + TMPFS_CAP, PRELUDE + FINE]
+    jobs = [Job(("tmpfs", i), code, TestSpec(None, ["x"], [OK])) for i, code in enumerate(codes)]
+    results = {job.key[1]: result for job, result in namespaced_pool.run(jobs)}
+    assert {i: r.verdict for i, r in results.items()} == dict.fromkeys(range(4), Verdict.PASS), [
+        r.failure for r in results.values()
+    ]
+
+
+# ------------------------------------------- the whole process tree, as uid 65534
+
+
+def test_unprivileged_evaluator_limits_the_tree(workdir: Path) -> None:
+    """As uid 65534 with namespaces: forked SIGXCPU-ignoring spinners share one CPU
+    budget, five 250 MB children one memory limit, the tmpfs is capped, a nested user
+    namespace cannot mount one; the honest program in the same file passes."""
+    work = workdir / "tree"
+    work.mkdir()
+    programs = {"fine": FINE, "spinners": SPINNERS, "hoarders": HOARDERS}
+    programs |= {"tmpfs-cap": TMPFS_CAP, "nested-userns-tmpfs": NESTED_TMPFS, "fine2": FINE}
+    names = _write_inputs(work, programs)
+    out = work / "results.jsonl"
+    argv = [sys.executable, "-m", "apps_hpc", "eval", "-q", "--workers", "2"]
+    argv += ["--timeout", "30", "--budget", "3", "--memory-mb", "1024"]
+    argv += ["--isolation", "namespaces", "--samples", str(work / "samples.jsonl")]
+    argv += ["--apps", str(work / "test.jsonl"), "--out", str(out)]
+    env = dict(os.environ, HOME=str(work), PYTHONDONTWRITEBYTECODE="1")
+    run = subprocess.run(
+        unprivileged_command(argv), capture_output=True, text=True, cwd=work, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = [json.loads(line) for line in out.read_text().split("\n") if line]
+    got = {names[r["problem_id"]]: r["verdicts"][0] for r in records}
+    want = dict.fromkeys(names, "pass") | {"spinners": "timeout", "hoarders": "runtime_error"}
+    assert got == want, {names[r["problem_id"]]: r["failures"] for r in records}
+    failures = {names[r["problem_id"]]: str(r["failures"]) for r in records}
+    assert "together held more than" in failures["hoarders"], failures["hoarders"]

@@ -307,3 +307,37 @@ def test_out_that_fits_neither_form_is_refused_first(shared_apps: Path, tmp_path
     for out, words in [("r.json", "expected a .jsonl file"), ("dir.jsonl", "is a folder")]:
         r = _eval_test(shared_apps, samples, tmp_path / out)
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "changed", [{"tree_limits": "cgroup2"}, {"tree_limits": "proc"}, {"seccomp": "none"}]
+)
+def test_isolation_in_force_is_in_provenance_and_cache_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, changed: dict[str, str]
+) -> None:
+    """Another system-call filter or tree-limit mode: another results provenance and
+    another verdict-cache key (the verdicts are not reused)."""
+    from apps_hpc.evaluate import sandbox, stage
+    from apps_hpc.evaluate.pool import Job
+
+    here = sandbox.in_force()
+    assert here["seccomp"].startswith("bpf-") and here["tree_limits"] in ("proc", "cgroup2")
+    problem = Problem(1, "test", "interview", "", "", None, ["1"], ["1"])
+    sample = SampleRecord(1, "test", "interview", "m", ["print(1)"])
+    cfg = stage.EvalConfig(tmp_path / "s", tmp_path / "a", tmp_path / "o")
+    job = Job(problem.key, "print(1)", stage._spec(problem))
+
+    def both(isolation: dict[str, str]) -> tuple[str, str]:
+        stage._isolation.cache_clear()
+        monkeypatch.setattr(stage, "in_force", lambda: isolation)
+        return stage.provenance(sample, problem, cfg), stage._key(cfg, job, problem)
+
+    try:
+        before, other = both(here), both(here | changed)
+        assert before == both(dict(here))
+    finally:
+        stage._isolation.cache_clear()
+    if here | changed == here:
+        assert other == before
+    else:
+        assert other[0] != before[0] and other[1] != before[1]
