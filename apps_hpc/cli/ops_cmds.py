@@ -229,8 +229,8 @@ def plan_cmd(
 
     from apps_hpc.core.config import load_experiment, parse_sets
     from apps_hpc.launch.plan_format import plan_text
-    from apps_hpc.launch.planner import full_plan
     from apps_hpc.launch.profiles import load_profile
+    from apps_hpc.launch.queue import full_plan
 
     exp = load_experiment(config, parse_sets(sets))
     plan = full_plan(exp, load_profile(cluster), sample_shards, eval_shards, queue)

@@ -15,7 +15,7 @@ from apps_hpc.core.schema import Profile
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, default_sample_shards, pipeline, stage_steps
-from apps_hpc.launch.planner import check_memory
+from apps_hpc.launch.planner import check_memory, record_plan
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import Launch, submit
 from apps_hpc.provenance.resolved import check_resolved
@@ -103,6 +103,7 @@ def submit_pipeline(
         found = [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
         if not dry_run and not any(c.status == "fail" for c in found):
             check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way
+            record_plan(exp, profile, shards, eval_shards or shards, force)
         return found
 
     return checked_submit(launch, steps, checks)
