@@ -15,6 +15,7 @@ from apps_hpc.report.chromium import HeadlessPage, find_chromium
 from apps_hpc.report.timing import PLANNED_HEAD, planned_rows
 from tests.helpers import needs
 from tests.report.experiment_fixture import make_experiment
+from tests.report.test_page import READY
 
 STEPS = {
     "train": {"seconds": 84, "tokens": 1000, "steps": 4, "gpu_mem_gib": 21.5},
@@ -63,7 +64,7 @@ def test_summary_shows_planned_vs_measured(exp: Path) -> None:
 @pytest.mark.slow
 def test_page_shows_planned_vs_measured_in_chromium(exp: Path) -> None:
     with HeadlessPage() as p:
-        p.goto((exp / "report" / "index.html").as_uri(), "document.body.dataset.ready === '1'")
+        p.goto((exp / "report" / "index.html").as_uri(), READY)
         rows = p.evaluate(
             "[...document.querySelectorAll('table.planned tbody tr')]"
             ".map(r => [...r.cells].map(c => c.textContent))"
