@@ -80,6 +80,12 @@ def submit_stage(
     return checked_submit(launch, steps, checks)
 
 
+def experiment_checks(exp: Experiment, profile: Profile) -> list[Check]:
+    """What `submit pipeline` and `doctor --config --cluster` check: the preflight, then
+    whether training fits the profile's GPUs (the plan's memory verdict)."""
+    return [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
+
+
 def submit_pipeline(
     exp: Experiment,
     cluster: str,
@@ -100,7 +106,7 @@ def submit_pipeline(
     def checks() -> list[Check]:
         if not dry_run:
             check_resolved(exp, force, write=False)  # a changed config stops us first
-        found = [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
+        found = experiment_checks(exp, profile)
         if not dry_run and not any(c.status == "fail" for c in found):
             check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way
             record_plan(exp, profile, shards, eval_shards or shards, force)
