@@ -190,12 +190,22 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     page = (exp / "report" / "index.html").read_text(encoding="utf-8")
     assert "<td>lock hash</td>" in page and "<td>model revision</td>" in page
     assert "not recorded in manifest.json" not in page
+    # planned vs measured per stage: printed, and on the page
+    assert "Planned vs measured (plan for local" in first.stdout
+    assert "| train | " in first.stdout.split("Planned vs measured", 1)[1]
+    assert '<table class="planned">' in page
+    manifest = read_manifest(exp / "manifest.json")
+    assert manifest["measured"]["train"]["tokens_source"].endswith(
+        "(counted with the model's tokenizer)"
+    )
+    planned_at = manifest["plan"]["planned_at"]
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "skip tiny-model: already built" in again.stdout
     for key in ("prepare", "train", "sample/base", "eval/sft", "report"):
         assert f"skip {key}: already done" in again.stderr
     assert "started" not in again.stderr
+    assert read_manifest(exp / "manifest.json")["plan"]["planned_at"] == planned_at  # kept
 
 
 @pytest.mark.slow

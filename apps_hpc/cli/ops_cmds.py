@@ -110,10 +110,11 @@ def doctor_cmd(
     extra = []
     if config is not None:
         from apps_hpc.core.config import load_experiment, parse_sets
-        from apps_hpc.launch.preflight import pipeline_checks
+        from apps_hpc.launch.cli_support import experiment_checks
         from apps_hpc.launch.profiles import load_profile
 
-        extra = pipeline_checks(load_experiment(config, parse_sets(sets)), load_profile(cluster))
+        exp = load_experiment(config, parse_sets(sets))
+        extra = experiment_checks(exp, load_profile(cluster))
     else:
         root = root or Path(os.environ.get("APPS_HPC_ROOT", "experiments"))
     failures = doctor(root, strict, click.echo, extra)
@@ -229,8 +230,8 @@ def plan_cmd(
 
     from apps_hpc.core.config import load_experiment, parse_sets
     from apps_hpc.launch.plan_format import plan_text
-    from apps_hpc.launch.planner import full_plan
     from apps_hpc.launch.profiles import load_profile
+    from apps_hpc.launch.queue import full_plan
 
     exp = load_experiment(config, parse_sets(sets))
     plan = full_plan(exp, load_profile(cluster), sample_shards, eval_shards, queue)

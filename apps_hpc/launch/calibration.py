@@ -93,33 +93,49 @@ def bench_eval_rate() -> Rate:
     return Rate(BENCH_CPU_S_PER_PROGRAM, "benchmarks/eval_throughput.py (README)")
 
 
-def _earlier(root: Path, profile: str) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, manifest) of the experiments under `root` whose plan was for `profile`."""
+def _earlier(
+    root: Path, profile: str, exclude: Path | None = None
+) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, manifest) of the experiments under `root` whose plan was for `profile`,
+    oldest plan first; `exclude` (the experiment being planned) left out, so a run never
+    calibrates its own plan."""
     found = []
+    skip = Path(exclude).resolve() if exclude is not None else None
     for folder in sorted(p for p in Path(root).glob("*") if p.is_dir()):
         path = folder / "manifest.json"
-        if not manifest_exists(path):
+        if folder.resolve() == skip or not manifest_exists(path):
             continue
         manifest = read_manifest(path)
         plan = manifest.get("plan")
         if isinstance(plan, dict) and plan.get("profile") == profile:
             found.append((path.parent, manifest))
-    return found
+    return sorted(found, key=lambda f: str(f[1]["plan"].get("planned_at", "")))
 
 
-def site_train_rate(root: Path, profile: str) -> Rate | None:
-    for folder, manifest in reversed(_earlier(root, profile)):
-        t = manifest["plan"].get("training") or {}
+def site_train_rate(root: Path, profile: str, exclude: Path | None = None) -> Rate | None:
+    """FLOP/s per GPU of the newest earlier run's training: 6 x params x tokens x epochs
+    over GPUs x its measured wall time. The figures are those counted when training ended
+    (`measured/train`), else the plan's when it counted them (not an estimate)."""
+    for folder, manifest in reversed(_earlier(root, profile, exclude)):
+        t = (manifest.get("measured") or {}).get("train")
+        if not isinstance(t, dict):
+            t = manifest["plan"].get("training") or {}
+            if str(t.get("tokens_source", "estimate")).startswith("estimate"):
+                continue
         wall = stage_wall((manifest.get("timing") or {}).get("train"))
         if wall and t.get("params") and t.get("tokens") and t.get("gpus"):
             rate = est.calibrated_rate(t["params"], t["tokens"], t["epochs"], t["gpus"], wall)
-            return Rate(rate, f"earlier run {folder.name}")
+            return Rate(
+                rate,
+                f"earlier run {folder.name}: {t['tokens']:,} tokens x {t['epochs']:g} epochs "
+                f"on {t['gpus']} GPU(s) in {wall:.0f} s (manifest timing/train)",
+            )
     return None
 
 
-def site_sample_rate(root: Path, profile: str) -> Rate | None:
+def site_sample_rate(root: Path, profile: str, exclude: Path | None = None) -> Rate | None:
     """Completions/s per GPU over every sampling shard of the newest earlier run."""
-    for folder, manifest in reversed(_earlier(root, profile)):
+    for folder, manifest in reversed(_earlier(root, profile, exclude)):
         gpus = (manifest["plan"].get("sampling") or {}).get("gpus_per_model") or 1
         shards = [
             s
@@ -130,19 +146,31 @@ def site_sample_rate(root: Path, profile: str) -> Rate | None:
         done = sum(s.get("completions", 0) for s in shards)
         secs = sum(s.get("seconds", 0) for s in shards)
         if done and secs:
-            return Rate(done / secs / gpus, f"earlier run {folder.name}")
+            source = f"earlier run {folder.name}: {done:,} completions in {secs:.0f} GPU-s"
+            return Rate(done / secs / gpus, f"{source} (manifest sample/*/throughput)")
     return None
 
 
-def site_eval_rate(root: Path, profile: str) -> Rate | None:
+def sampled(manifest: dict[str, Any], model: str) -> int | None:
+    """The completions sampling recorded for `model` (the programs eval judged)."""
+    entry = (manifest.get("sample") or {}).get(model)
+    shards = (entry.get("throughput") or {}) if isinstance(entry, dict) else {}
+    done = sum(s.get("completions", 0) for s in shards.values() if isinstance(s, dict))
+    return done or None
+
+
+def site_eval_rate(root: Path, profile: str, exclude: Path | None = None) -> Rate | None:
     """CPU-seconds per program: eval wall x CPUs / programs, of the newest earlier run."""
-    for folder, manifest in reversed(_earlier(root, profile)):
+    for folder, manifest in reversed(_earlier(root, profile, exclude)):
         e = manifest["plan"].get("eval") or {}
         timing = manifest.get("timing") or {}
-        walls = [stage_wall(v) for k, v in timing.items() if k.startswith("eval/")]
-        if walls and None not in walls and e.get("programs_per_model") and e.get("cpus"):
-            cpu_s = sum(w or 0 for w in walls) * e["cpus"] * e.get("shards", 1)
+        walls = {k[5:]: stage_wall(v) for k, v in timing.items() if k.startswith("eval/")}
+        if walls and None not in walls.values() and e.get("programs_per_model") and e.get("cpus"):
+            cpu_s = sum(w or 0 for w in walls.values()) * e["cpus"] * e.get("shards", 1)
+            programs = sum(sampled(manifest, m) or e["programs_per_model"] for m in walls)
             return Rate(
-                cpu_s / (e["programs_per_model"] * len(walls)), f"earlier run {folder.name}"
+                cpu_s / programs,
+                f"earlier run {folder.name}: {programs:,} programs in {cpu_s:.0f} CPU-s "
+                "(manifest timing/eval)",
             )
     return None

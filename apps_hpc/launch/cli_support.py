@@ -15,7 +15,7 @@ from apps_hpc.core.schema import Profile
 from apps_hpc.experiment.registry import get
 from apps_hpc.launch import preflight
 from apps_hpc.launch.plan import Step, default_sample_shards, pipeline, stage_steps
-from apps_hpc.launch.planner import check_memory
+from apps_hpc.launch.planner import check_memory, record_plan
 from apps_hpc.launch.profiles import load_profile
 from apps_hpc.launch.submit import Launch, submit
 from apps_hpc.provenance.resolved import check_resolved
@@ -80,6 +80,12 @@ def submit_stage(
     return checked_submit(launch, steps, checks)
 
 
+def experiment_checks(exp: Experiment, profile: Profile) -> list[Check]:
+    """What `submit pipeline` and `doctor --config --cluster` check: the preflight, then
+    whether training fits the profile's GPUs (the plan's memory verdict)."""
+    return [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
+
+
 def submit_pipeline(
     exp: Experiment,
     cluster: str,
@@ -100,9 +106,10 @@ def submit_pipeline(
     def checks() -> list[Check]:
         if not dry_run:
             check_resolved(exp, force, write=False)  # a changed config stops us first
-        found = [*preflight.pipeline_checks(exp, profile), check_memory(exp, profile)]
+        found = experiment_checks(exp, profile)
         if not dry_run and not any(c.status == "fail" for c in found):
             check_resolved(exp, force)  # experiment.yaml: written once nothing stands in the way
+            record_plan(exp, profile, shards, eval_shards or shards, force)
         return found
 
     return checked_submit(launch, steps, checks)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from apps_hpc.hub import paths as hub
 from apps_hpc.launch import calibration as cal
 from apps_hpc.launch import estimate as est
 from apps_hpc.launch.executor import stage_resources
-from apps_hpc.launch.plan import default_sample_shards
 from apps_hpc.launch.preflight import train_gpus
+from apps_hpc.provenance.manifest import manifest_exists, read_manifest, update_manifest
 
 MB = 2**20
 
@@ -110,12 +111,25 @@ def dataset_counts(exp: Experiment, cutoff: int) -> tuple[int, int, str]:
         tokens, exact = count_tokens(texts, cutoff, _tokenizer(exp))
         how = "counted with the model's tokenizer" if exact else "estimate: characters / 3.5"
         return len(rows), tokens, f"{path} ({how})"
-    examples = cal.estimated_examples()
+    rows, where = local_rows(exp, "train")
+    problems = rows if rows is not None else cal.APPS_TRAIN_PROBLEMS
+    examples = round(problems * cal.SOLUTIONS_PER_PROBLEM)
     if exp.prepare.max_per_problem is not None:
         cap = min(exp.prepare.max_per_problem, cal.SOLUTIONS_PER_PROBLEM)
-        examples = round(cal.APPS_TRAIN_PROBLEMS * cap)
+        examples = round(problems * cap)
     tokens = cal.estimated_tokens(examples)
-    return examples, tokens, "estimate (not prepared yet): APPS train means, see calibration.py"
+    return examples, tokens, f"estimate (not prepared yet): {where}, APPS train means"
+
+
+def local_rows(exp: Experiment, split: str) -> tuple[int | None, str]:
+    """The rows of a local APPS folder's `<split>.jsonl` (problems before prepare drops
+    those without solutions or tests), else None and the published count's name."""
+    path = Path(exp.apps) / f"{split}.jsonl"
+    if not path.is_file():
+        return None, f"{cal.APPS_TRAIN_PROBLEMS:,} APPS {split} problems"
+    with path.open("rb") as f:
+        rows = sum(1 for line in f if line.strip())
+    return rows, f"{rows} problems in {path}"
 
 
 def states_fn() -> tuple[Any, Any, str]:
@@ -211,7 +225,7 @@ def memory_section(
 def train_rate(exp: Experiment, profile: Profile, counted: tuple[int, str]) -> cal.Rate:
     """This site's measured rate, else the published run's: its tokens are the prepared
     dataset's when that is the published recipe's (every solution), else the estimate."""
-    site = cal.site_train_rate(Path(exp.root), profile.name)
+    site = cal.site_train_rate(Path(exp.root), profile.name, exp.dir)
     if site is not None:
         return site
     tokens, source = counted
@@ -221,19 +235,18 @@ def train_rate(exp: Experiment, profile: Profile, counted: tuple[int, str]) -> c
     )
 
 
-def training_section(exp: Experiment, profile: Profile) -> dict[str, Any]:
+def training_counts(exp: Experiment, gpus: int) -> dict[str, Any]:
+    """What training on `gpus` GPUs will process: parameters, examples, tokens, epochs,
+    steps (counted on the prepared dataset when it exists, else estimated)."""
     shape, shape_source = model_shape(exp)
     r = recipe(exp)
     params = est.param_count(shape)
     examples, tokens, data_source = dataset_counts(exp, r.cutoff)
-    gpus = train_gpus(exp, profile)
     steps = est.update_steps(examples, r.micro_batch, r.accumulation, gpus, r.epochs)
     epochs = r.epochs
     if r.max_steps is not None:  # max_steps wins over epochs, as in the Trainer
         epochs = r.epochs * r.max_steps / steps
         steps = r.max_steps
-    rate = train_rate(exp, profile, (tokens, data_source))
-    seconds = est.train_seconds(params, tokens, epochs, gpus, rate.value)
     return {
         "params": params,
         "params_source": shape_source,
@@ -243,6 +256,18 @@ def training_section(exp: Experiment, profile: Profile) -> dict[str, Any]:
         "epochs": round(epochs, 4),
         "steps": steps,
         "gpus": gpus,
+    }
+
+
+def training_section(exp: Experiment, profile: Profile) -> dict[str, Any]:
+    shape, _ = model_shape(exp)
+    r = recipe(exp)
+    counts = training_counts(exp, train_gpus(exp, profile))
+    params, tokens, epochs, gpus = (counts[k] for k in ("params", "tokens", "epochs", "gpus"))
+    rate = train_rate(exp, profile, (tokens, counts["tokens_source"]))
+    seconds = est.train_seconds(params, tokens, epochs, gpus, rate.value)
+    return {
+        **counts,
         "flops": est.train_flops(params, tokens, epochs),
         "rate_tflops_per_gpu": round(rate.value / 1e12, 2),
         "rate_source": rate.source,
@@ -256,12 +281,16 @@ def _prompts(exp: Experiment) -> tuple[int, str]:
     path = exp.data_dir / "prompts.jsonl"
     if path.is_file():
         return sum(1 for line in path.read_text().splitlines() if line.strip()), str(path)
+    rows, where = local_rows(exp, "test")
+    if rows is not None:
+        return rows, f"estimate (not prepared yet): {where}"
     return cal.PUBLISHED.prompts, "published: test problems with solutions"
 
 
 def sampling_section(exp: Experiment, profile: Profile, shards: int) -> dict[str, Any]:
     prompts, source = _prompts(exp)
-    rate = cal.site_sample_rate(Path(exp.root), profile.name) or cal.published_sample_rate()
+    site = cal.site_sample_rate(Path(exp.root), profile.name, exp.dir)
+    rate = site or cal.published_sample_rate()
     res = stage_resources("sample", profile, exp.sample.gpus_per_model)
     gpus = max(1, res.gpus) * shards
     completions = prompts * exp.sample.n
@@ -284,7 +313,7 @@ def sampling_section(exp: Experiment, profile: Profile, shards: int) -> dict[str
 
 
 def eval_section(exp: Experiment, profile: Profile, shards: int, prompts: int) -> dict[str, Any]:
-    rate = cal.site_eval_rate(Path(exp.root), profile.name) or cal.bench_eval_rate()
+    rate = cal.site_eval_rate(Path(exp.root), profile.name, exp.dir) or cal.bench_eval_rate()
     res = stage_resources("eval", profile)
     programs = prompts * exp.sample.n
     cpu_s, wall = est.eval_seconds(programs, rate.value, res.cpus * shards)
@@ -313,19 +342,6 @@ def make_plan(
         "sampling": sampling,
         "eval": eval_section(exp, profile, eval_shards, sampling["prompts"]),
     }
-
-
-def full_plan(
-    exp: Experiment, profile: Profile, sample_shards: int | None, eval_shards: int, queue: bool
-) -> dict[str, Any]:
-    """The plan with the shards `submit pipeline` would use, and, on SLURM, the queue."""
-    shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
-    plan = make_plan(exp, profile, shards, eval_shards)
-    if queue and profile.executor == "slurm":
-        from apps_hpc.launch.queue import queue_estimates
-
-        plan["queue"] = queue_estimates(exp, profile, shards, eval_shards)
-    return plan
 
 
 def recipe_offload(exp: Experiment) -> str:
@@ -370,3 +386,56 @@ def check_memory(exp: Experiment, profile: Profile) -> Check:
         f"{detail}: does not fit (see `apps-hpc plan`; submit anyway with "
         "--set train.memory_check=false)",
     )
+
+
+def plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
+    """Per pipeline step, what the plan expects: wall seconds and, for training, memory
+    per GPU (the recipe's ZeRO stage) — what the report sets beside the measured."""
+    t, s, e = plan["training"], plan["sampling"], plan["eval"]
+    memory = t["memory"]
+    rows = [r for r in memory["rows"] if r["zero"] == memory["zero"] and r["offload"] == "none"]
+    train: dict[str, Any] = {"seconds": t["seconds"], "tokens": t["tokens"], "steps": t["steps"]}
+    if rows:
+        train["gpu_mem_gib"] = rows[0]["total_gib"]
+    steps = {"train": train}
+    for model in ("base", "sft"):
+        steps[f"sample/{model}"] = {"seconds": s["seconds_per_model"]}
+        steps[f"eval/{model}"] = {"seconds": e["seconds_per_model"]}
+    return steps
+
+
+def record_plan(
+    exp: Experiment, profile: Profile, sample_shards: int, eval_shards: int, force: bool
+) -> dict[str, Any] | None:
+    """`submit pipeline`: the plan into the experiment's manifest (`plan`, with `steps`,
+    the per-step figures the report shows beside the measured ones). Kept from the first
+    submission (a resubmission resumes the same run) unless --force reruns it; a plan that
+    cannot be made (no model config) is left out with a warning, never a refusal."""
+    manifest = exp.dir / "manifest.json"
+    if not force and manifest_exists(manifest) and "plan" in read_manifest(manifest):
+        return None
+    try:
+        plan = make_plan(exp, profile, sample_shards, eval_shards)
+    except (AppsHpcError, OSError, ValueError) as exc:
+        print(f"plan not recorded: {exc}", file=sys.stderr)
+        return None
+    plan["steps"] = plan_summary(plan)
+    plan["planned_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    update_manifest(manifest, ["plan"], plan)
+    return plan
+
+
+def record_trained(exp: Experiment, manifest: Path) -> None:
+    """After training, what it processed, counted on the prepared dataset (`measured/
+    train`): the figures the next plan's rate is calibrated from, which the plan made at
+    submission could only estimate (the dataset was not prepared yet). On the plan's
+    GPUs; nothing without a plan."""
+    plan = read_manifest(manifest).get("plan") if manifest_exists(manifest) else None
+    if not isinstance(plan, dict):
+        return
+    try:
+        counts = training_counts(exp, int(plan["training"]["gpus"]))
+    except (AppsHpcError, OSError, ValueError, KeyError) as exc:
+        print(f"training counts not recorded: {exc}", file=sys.stderr)
+        return
+    update_manifest(manifest, ["measured", "train"], counts)

@@ -1,7 +1,8 @@
-"""When each job of a pipeline would start: `sbatch --test-only` on the very sbatch
-script `submit pipeline` would use (same executor, same options), one call per job. A
-job's `afterok` dependency is left out (its parents have no ids yet), so each answer is
-"if it were queued now"; an array asks for its first task."""
+"""The plan `apps-hpc plan` prints (`full_plan`), and when each job of a pipeline would
+start: `sbatch --test-only` on the very sbatch script `submit pipeline` would use (same
+executor, same options), one call per job. A job's `afterok` dependency is left out (its
+parents have no ids yet), so each answer is "if it were queued now"; an array asks for
+its first task."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 from apps_hpc.core.config import Experiment
 from apps_hpc.launch import slurm
-from apps_hpc.launch.plan import pipeline
+from apps_hpc.launch.plan import default_sample_shards, pipeline
+from apps_hpc.launch.planner import make_plan
 from apps_hpc.launch.profiles import Profile
 from apps_hpc.launch.submit import Launch, step_executor
 
@@ -29,3 +31,14 @@ def queue_estimates(
         script = slurm.sbatch_text(step_executor(launch, step, None), None)
         out.append({"job": step.key, "estimate": slurm.test_only(script)})
     return out
+
+
+def full_plan(
+    exp: Experiment, profile: Profile, sample_shards: int | None, eval_shards: int, queue: bool
+) -> dict[str, Any]:
+    """The plan with the shards `submit pipeline` would use, and, on SLURM, the queue."""
+    shards = sample_shards or default_sample_shards(profile, exp.sample.gpus_per_model)
+    plan = make_plan(exp, profile, shards, eval_shards)
+    if queue and profile.executor == "slurm":
+        plan["queue"] = queue_estimates(exp, profile, shards, eval_shards)
+    return plan

@@ -14,6 +14,7 @@ report's "What ran" shows. It runs offline, with the experiment's hub folder as 
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import time
 from datetime import datetime, timezone
@@ -37,6 +38,14 @@ def task_name() -> str:
     if "SLURM_ARRAY_JOB_ID" in env:
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
     return env.get("SLURM_JOB_ID", str(os.getpid()))
+
+
+def peak_rss_mib() -> float:
+    """The largest resident set of this process or any child it waited for (a job runs
+    in a process of its own), in MiB: ru_maxrss is KiB on Linux."""
+    whos = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    peak = max(resource.getrusage(who).ru_maxrss for who in whos)
+    return round(peak / 1024, 1)
 
 
 class StageTask(submitit.helpers.Checkpointable):
@@ -72,5 +81,10 @@ class StageTask(submitit.helpers.Checkpointable):
             self._timing({**record, "ended": _now(), "state": "FAILED"})
             raise
         elapsed = round(time.monotonic() - clock, 3)
-        self._timing({**record, "ended": _now(), "elapsed_s": elapsed, "state": "COMPLETED"})
+        done = {"ended": _now(), "elapsed_s": elapsed, "peak_rss_mib": peak_rss_mib()}
+        self._timing({**record, **done, "state": "COMPLETED"})
+        if stage == "train" and self.manifest is not None:
+            from apps_hpc.launch.planner import record_trained
+
+            record_trained(cfg, self.manifest)
         return result

@@ -18,13 +18,14 @@ from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.provenance.stamps import file_digest
-from apps_hpc.report.experiment import read_experiment
+from apps_hpc.report.experiment import experiment_manifest, read_experiment
 from apps_hpc.report.load import ModelResults, load_models
 from apps_hpc.report.page import PageInput, render
 from apps_hpc.report.plots import loss_curve_png, plot_pass_at_k
 from apps_hpc.report.stats import Bootstrap
 from apps_hpc.report.summary import summarize
 from apps_hpc.report.tables import markdown
+from apps_hpc.report.timing import planned_section
 
 
 @dataclass
@@ -95,6 +96,9 @@ def report(cfg: ReportConfig) -> Path:
     """Write summary.md, summary.json, pass_at_k.png and index.html; return the folder."""
     models, data = _models_and_data(cfg)
     data = {**data, "inputs": inputs(cfg)}  # what it was made from: a re-run may skip it
+    planned = planned_section(experiment_manifest(cfg.results[0]))
+    if planned:
+        data["planned_vs_measured"] = planned
     out = cfg.folder
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(markdown(data), encoding="utf-8")

@@ -89,6 +89,14 @@ def _load_manifest(files: ExperimentFiles, path: Path) -> dict[str, Any]:
         return {}
 
 
+def experiment_manifest(results: Path) -> dict[str, Any]:
+    """The manifest of the experiment `results` lies in ({} outside one, or unreadable)."""
+    folder = experiment_folder(results)
+    if folder is None:
+        return {}
+    return _load_manifest(ExperimentFiles(folder), folder / "manifest.json")
+
+
 def read_experiment(results: dict[str, Path]) -> ExperimentFiles:
     """Everything the page can find for these models (name -> results file)."""
     folder = experiment_folder(next(iter(results.values()))) if results else None

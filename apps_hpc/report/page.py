@@ -18,7 +18,7 @@ from apps_hpc.report.browse import detail_chunks, index, pack, problem_keys
 from apps_hpc.report.experiment import ExperimentFiles
 from apps_hpc.report.load import ModelResults
 from apps_hpc.report.summary import GROUPS
-from apps_hpc.report.timing import run_facts, stage_rows, throughput_rows
+from apps_hpc.report.timing import planned_section, run_facts, stage_rows, throughput_rows
 
 PUBLISHED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 PUBLISHED_COUNTS = {"total": 3765, "introductory": 728, "interview": 2727, "competition": 310}
@@ -231,6 +231,11 @@ def timing_section(inp: PageInput) -> str:
         out.append(_table(head, [[escape(str(c)) for c in r] for r in stages], "stages"))
     else:
         out.append("<p>No jobs in the manifest.</p>")
+    planned = planned_section(inp.files.manifest)
+    if planned:
+        out.append(f"<h3>{escape(planned['title'])}</h3>")
+        rows = [[escape(c) for c in r] for r in planned["rows"]]
+        out.append(_table([escape(h) for h in planned["head"]], rows, "planned"))
     if shards:
         head = ["model", "shard", "problems", "completions", "tokens", "seconds", "tokens/s"]
         out.append("<h3>Sampling throughput per shard</h3>")

@@ -108,6 +108,11 @@ def markdown(data: dict[str, Any]) -> str:
     for pair in data["paired"]:
         lines += ["", *paired_table(data, pair)]
     lines += ["", f"Statistics: {data['statistics']['method']}."]
+    planned = data.get("planned_vs_measured")
+    if planned:
+        lines += ["", f"{planned['title']}:", "", "| " + " | ".join(planned["head"]) + " |"]
+        lines += ["|---" * len(planned["head"]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in planned["rows"]]
     for note in data.get("partial", []):
         lines.append(f"Partial: {note}.")
     return "\n".join(lines) + "\n"

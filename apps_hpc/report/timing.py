@@ -82,6 +82,55 @@ def stage_rows(manifest: dict[str, Any], models: list[ModelResults]) -> list[lis
     return rows
 
 
+PLANNED_HEAD = [
+    "stage",
+    "planned wall",
+    "measured wall",
+    "measured / planned",
+    "planned GPU memory",
+    "measured peak RSS",
+]
+
+
+def _peak_rss(tasks: dict[str, Any] | None) -> str:
+    """The largest peak resident set a task of the step recorded (`peak_rss_mib`)."""
+    peaks = [t.get("peak_rss_mib") for t in (tasks or {}).values() if isinstance(t, dict)]
+    known = [p for p in peaks if isinstance(p, (int, float))]
+    return f"{max(known):,.0f} MiB" if known else "–"
+
+
+def planned_rows(manifest: dict[str, Any]) -> list[list[str]]:
+    """[stage, planned wall, measured wall, ratio, planned GPU memory, measured peak
+    RSS] per step of the plan `submit pipeline` recorded (`plan/steps`); [] without one."""
+    plan = manifest.get("plan")
+    steps = plan.get("steps") if isinstance(plan, dict) else None
+    if not isinstance(steps, dict):
+        return []
+    timing = manifest.get("timing") or {}
+    rows = []
+    for step, planned in steps.items():
+        seconds = planned.get("seconds") if isinstance(planned, dict) else None
+        wall = stage_wall(timing.get(step))
+        ratio = f"{wall / seconds:.2f}x" if wall and seconds else "–"
+        mem = planned.get("gpu_mem_gib") if isinstance(planned, dict) else None
+        mem_cell = f"{mem} GiB per GPU" if mem is not None else "–"
+        rows.append(
+            [step, duration(seconds), duration(wall), ratio, mem_cell, _peak_rss(timing.get(step))]
+        )
+    return rows
+
+
+def planned_section(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The planned-vs-measured table as data (summary.json's `planned_vs_measured`,
+    rendered into summary.md and the page), None without a plan in the manifest."""
+    rows = planned_rows(manifest)
+    if not rows:
+        return None
+    plan = manifest["plan"]
+    title = f"Planned vs measured (plan for {plan.get('profile')}, {plan.get('planned_at', '–')})"
+    return {"title": title, "head": PLANNED_HEAD, "rows": rows}
+
+
 def throughput_rows(manifest: dict[str, Any]) -> list[list[Any]]:
     """[model, shard, problems, completions, tokens, seconds, tokens/s] per sampling shard."""
     rows = []
@@ -151,6 +200,6 @@ def run_facts(files: ExperimentFiles) -> list[tuple[str, Any]]:
     facts += ran or [NOT_RECORDED]
     found: list[tuple[str, Any]] = []
     for key, value in files.manifest.items():
-        if key not in ("jobs", "sample", "run", "timing"):
+        if key not in ("jobs", "sample", "run", "timing", "plan", "measured"):
             _flatten(key, value, found)
     return facts + [(k, v) for k, v in found if any(w in k.lower() for w in RUN_KEYS)]

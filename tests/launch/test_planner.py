@@ -99,3 +99,16 @@ def test_submitting_a_recipe_that_does_not_fit_is_refused(tmp_path: Path) -> Non
     overridden = CliRunner().invoke(cli, [*args, "--set", "train.memory_check=false"])
     assert "warning: memory per GPU" in overridden.output
     assert "error: memory per GPU" not in overridden.output
+
+
+def test_doctor_runs_the_same_memory_check(tmp_path: Path) -> None:
+    args = ["doctor", "--config", "dscoder_apps", "--set", f"root={tmp_path}"]
+    result = CliRunner().invoke(cli, [*args, "--cluster", str(_one_gpu_profile(tmp_path))])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if "memory per GPU" in line]
+    assert len(lines) == 1 and "does not fit" in lines[0]
+    assert "--set train.memory_check=false" in lines[0]
+    fits = CliRunner().invoke(cli, [*args, "--cluster", "example-a100"])
+    assert any(
+        "memory per GPU" in line and "does not fit" not in line for line in fits.output.splitlines()
+    )

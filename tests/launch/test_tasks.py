@@ -13,6 +13,7 @@ from apps_hpc import __version__
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.launch.tasks import StageTask
 from apps_hpc.prepare.stage import PrepareConfig
+from apps_hpc.provenance.manifest import read_manifest
 from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint
 from apps_hpc.sample.stage import SampleConfig
 
@@ -20,7 +21,7 @@ MINI_APPS = Path(__file__).resolve().parents[2] / "apps_hpc" / "data" / "mini_ap
 
 
 def _timing(manifest: Path, step: str) -> dict:
-    [record] = json.loads(manifest.read_text())["timing"][step].values()
+    [record] = read_manifest(manifest)["timing"][step].values()
     return record
 
 
@@ -31,6 +32,7 @@ def test_a_task_records_its_start_and_end(tmp_path: Path) -> None:
     assert Path(out) == tmp_path / "data" and (tmp_path / "data" / "prompts.jsonl").is_file()
     record = _timing(manifest, "prepare")
     assert record["state"] == "COMPLETED" and record["elapsed_s"] >= 0
+    assert record["peak_rss_mib"] > 0  # the largest resident set: the report's memory
     assert record["started"] <= record["ended"]
 
 
@@ -52,8 +54,8 @@ def test_a_task_records_what_ran_it_and_the_data_it_read(tmp_path: Path) -> None
     (tmp_path / "experiment.yaml").write_text("name: x\n")
     cfg = PrepareConfig(apps=str(MINI_APPS), out=tmp_path / "data")
     StageTask(manifest, "prepare")("prepare", cfg)
-    [(task, record)] = json.loads(manifest.read_text())["run"]["prepare"].items()
-    assert task in json.loads(manifest.read_text())["timing"]["prepare"]  # the same task id
+    [(task, record)] = read_manifest(manifest)["run"]["prepare"].items()
+    assert task in read_manifest(manifest)["timing"]["prepare"]  # the same task id
     assert record["stage"] == "prepare"
     software = record["software"]
     assert software["apps_hpc"] == __version__ and software["python"].count(".") == 2
@@ -77,7 +79,7 @@ def test_a_fetched_model_is_recorded_with_the_revision_fetch_asked_for(tmp_path:
     cfg = SampleConfig(model=str(snap), prompts=tmp_path / "none.jsonl", out=tmp_path / "s")
     with pytest.raises(AppsHpcError):
         StageTask(manifest, "sample/base")("sample", cfg)
-    [record] = json.loads(manifest.read_text())["run"]["sample/base"].values()
+    [record] = read_manifest(manifest)["run"]["sample/base"].values()
     assert record["sources"] == {
         "model": {"repo": "acme/coder", "revision": "v2", "commit": "c" * 40}
     }
