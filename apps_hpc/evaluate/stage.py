@@ -266,7 +266,10 @@ def _log_sandbox(workers: int, isolation: str) -> None:
 def _key(cfg: EvalConfig, job: Job, problem: Problem) -> str:
     tests = [problem.fn_name, problem.inputs, problem.outputs]
     settings = {"all_tests": cfg.all_tests, "recheck_timeouts": cfg.recheck_timeouts}
+    # what is in force (filter, tree limits) and what was asked: a run that demands the
+    # namespaces never reuses a verdict judged where they may have been refused
     settings["isolation"] = _isolation()
+    settings["isolation_asked"] = cfg.isolation
     return program_key(job.code, tests, cfg.limits, settings)
 
 

@@ -246,7 +246,10 @@ def test_unprivileged_evaluator_contains_hostile_programs(workdir: Path) -> None
         assert run.returncode == 0, run.stderr[-3000:]
         assert "sandbox: namespaces" in run.stderr
         assert victim.poll() is None, "the victim was killed"
-        assert sorted(os.listdir(workdir / "results")) == ["hostile.jsonl"]
+        # nothing but the results and the evaluator's own verdict cache (one file per writer)
+        assert sorted(os.listdir(workdir / "results")) == ["hostile.jsonl", "verdict-cache"]
+        cached = os.listdir(workdir / "results" / "verdict-cache")
+        assert len(cached) == 1 and cached[0].endswith(".jsonl"), cached
         assert (workdir / "secret.txt").read_text() == "s3cret"
         records = [json.loads(line) for line in out.read_text().splitlines()]
         got = {r["problem_id"]: r["verdicts"][0] for r in records}
