@@ -64,7 +64,7 @@ clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
 
 # --- containers -------------------------------------------------------------------------
-VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' apps_hpc/__init__.py)
 GIT_SHA   := $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)
 # true/false: tracked files differ from HEAD (empty outside a checkout)
 GIT_DIRTY := $(shell git rev-parse -q HEAD >/dev/null 2>&1 && { git diff --quiet HEAD && echo false || echo true; })

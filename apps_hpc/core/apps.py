@@ -19,6 +19,8 @@ from apps_hpc.core.jsonl import iter_jsonl
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 SPLITS = ("train", "test")
+# The published run's test problems with solutions, by difficulty (DESIGN.md).
+PUBLISHED_COUNTS = {"introductory": 728, "interview": 2727, "competition": 310}
 
 
 @dataclass(frozen=True)
