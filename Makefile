@@ -64,11 +64,11 @@ clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
 
 # --- containers -------------------------------------------------------------------------
-VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' apps_hpc/__init__.py)
 GIT_SHA   := $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)
 # true/false: tracked files differ from HEAD (empty outside a checkout)
 GIT_DIRTY := $(shell git rev-parse -q HEAD >/dev/null 2>&1 && { git diff --quiet HEAD && echo false || echo true; })
-LOCK_SHA  := $(shell sha256sum docker/requirements-cp310.lock | cut -c1-16)
+LOCK_SHA  := $(shell sha256sum apps_hpc/data/requirements-cp310.lock | cut -c1-16)
 TAG       ?= $(VERSION)-$(GIT_SHA)
 IMAGE     ?= apps-hpc
 SIF       ?= apps-hpc-$(TAG).sif
@@ -94,7 +94,7 @@ sif:  ## the Apptainer SIF: from the Docker image when there is one, else standa
 	else echo "apptainer build $(SIF) docker/apps-hpc-standalone.def"; \
 	  apptainer build $(SIF) docker/apps-hpc-standalone.def; fi
 
-lock:  ## docker/requirements-cp310.lock from docker/requirements.in, with a real CPython 3.10
+lock:  ## apps_hpc/data/requirements-cp310.lock from docker/requirements.in, with a real CPython 3.10
 	@test -n "$(PYTHON310)" || { echo "make lock: no python3.10 found (set PYTHON310=...)" >&2; exit 1; }
 	$(PYTHON310) docker/lock.py
 

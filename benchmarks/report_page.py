@@ -34,12 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+from apps_hpc.core.apps import PUBLISHED_COUNTS as COUNTS
 from apps_hpc.report import ReportConfig, report
 from apps_hpc.report.chromium import HeadlessPage, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "apps" / "train-sample.jsonl"
-COUNTS = {"introductory": 728, "interview": 2727, "competition": 310}
 VERDICTS = ("wrong_answer", "runtime_error", "timeout", "compile_error")
 
 

@@ -25,7 +25,7 @@ system() {
 
 lock() {
   DS_BUILD_OPS=0 "$venv/bin/python" -m pip install --no-cache-dir --no-deps \
-    -r "$here/requirements-cp310.lock"
+    -r "$here/../apps_hpc/data/requirements-cp310.lock"
 }
 
 flash_attn() {

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from apps_hpc.core.jsonl import iter_jsonl
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
@@ -92,7 +93,7 @@ def run_cli(
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    return [rec for _, rec in iter_jsonl(path)]
 
 
 def pipeline_args(root: Path, model: Path | None = None, apps: Path | None = None) -> list[str]:

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from apps_hpc.provenance import identity
+from apps_hpc.tools import doctor
 from apps_hpc.tools.doctor import lock_versions
 from tests.helpers import require
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
+LOCK = REPO / "apps_hpc" / "data" / "requirements-cp310.lock"
 BIN = Path(sys.executable).parent
 
 
@@ -85,7 +87,7 @@ def test_the_image_tells_jobs_what_it_is() -> None:
 
 
 def test_lock_matches_versions_env_and_pyproject_extras() -> None:
-    lock, pins = lock_versions(DOCKER / "requirements-cp310.lock"), _versions()
+    lock, pins = lock_versions(LOCK), _versions()
     for dist, key in (
         ("torch", "TORCH_VERSION"),
         ("vllm", "VLLM_VERSION"),
@@ -104,6 +106,19 @@ def test_lock_matches_versions_env_and_pyproject_extras() -> None:
         if exact:
             assert lock[name] == exact.group(1), req
     assert "flash_attn" in pins["FLASH_ATTN_WHEEL"] and "cp310" in pins["FLASH_ATTN_WHEEL"]
+
+
+def test_doctor_reads_the_lock_as_package_data_and_the_images_install_it() -> None:
+    import tomllib
+
+    assert doctor.LOCK == LOCK and doctor.LOCK.parent.parent == identity.PACKAGE_DIR
+    assert lock_versions() == lock_versions(LOCK) and "torch" in lock_versions()
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "data/requirements-cp310.lock" in data["package-data"]["apps_hpc"]
+    assert not (DOCKER / "requirements-cp310.lock").exists()  # one lock
+    lock = "apps_hpc/data/requirements-cp310.lock"
+    assert f"COPY {lock} /opt/apps-hpc/{lock}" in (DOCKER / "Dockerfile").read_text()
+    assert f"$here/../{lock}" in (DOCKER / "install.sh").read_text()
 
 
 def test_hadolint_dockerfile() -> None:
@@ -186,7 +201,7 @@ def test_lock_resolves_with_cpython_310(tmp_path: Path) -> None:
             "--report",
             str(report),
             "-r",
-            str(DOCKER / "requirements-cp310.lock"),
+            str(LOCK),
         ],
         capture_output=True,
         text=True,
@@ -198,4 +213,4 @@ def test_lock_resolves_with_cpython_310(tmp_path: Path) -> None:
         i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
         for i in json.loads(report.read_text())["install"]
     }
-    assert resolved == lock_versions(DOCKER / "requirements-cp310.lock")
+    assert resolved == lock_versions(LOCK)

@@ -42,8 +42,8 @@ def checkout(tmp_path: Path) -> Path:
     package = repo / "apps_hpc"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('__version__ = "0.1.0"\n')
-    (repo / "docker").mkdir()
-    (repo / "docker" / "requirements-cp310.lock").write_text("torch==2.1.2\n")
+    (package / "data").mkdir()
+    (package / "data" / "requirements-cp310.lock").write_text("torch==2.1.2\n")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "first")
@@ -110,14 +110,13 @@ def test_no_git_or_a_hanging_git_gives_no_commit_and_no_error(
 def test_the_lock_hash_is_the_lock_files_digest_unless_the_image_says(
     checkout: Path, tmp_path: Path
 ) -> None:
-    lock = checkout.parent / "docker" / "requirements-cp310.lock"
+    lock = checkout / "data" / "requirements-cp310.lock"
     assert identity.lock_hash(checkout, _env()) == file_digest(lock)
     assert len(file_digest(lock)) == 16
     assert identity.lock_hash(checkout, _env(APPS_HPC_LOCK_SHA="0" * 16)) == "0" * 16
     loose = tmp_path / "site-packages" / "apps_hpc"
     loose.mkdir(parents=True)
-    assert identity.lock_hash(loose, _env(), image_source=tmp_path / "none") is None
-    assert identity.lock_hash(loose, _env(), image_source=checkout.parent) == file_digest(lock)
+    assert identity.lock_hash(loose, _env()) is None
 
 
 def test_versions_come_without_importing_torch() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apps_hpc.core.records import dump_line, jsonl_lines, read_results
+from apps_hpc.core.jsonl import dump_line, jsonl_lines
+from apps_hpc.core.records import read_results
 from apps_hpc.report.browse import failures_of
 from apps_hpc.report.show import visible
 from tests.helpers import apps_row, run_cli

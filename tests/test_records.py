@@ -1,15 +1,17 @@
-"""JSONL records that resume: a torn last line is redone, damage in the middle is not
-silently dropped."""
+"""JSONL records that resume: a torn last line is redone and said, damage in the middle
+is an error naming the file and line, or a counted skip where a flag asks for it."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from apps_hpc.core.errors import DataError
-from apps_hpc.core.records import AppendLog, read_results, read_samples
+from apps_hpc.core.jsonl import AppendLog, complete_records, iter_jsonl
+from apps_hpc.core.records import read_results, read_samples
 
 
 def test_append_and_reopen(tmp_path: Path) -> None:
@@ -19,12 +21,48 @@ def test_append_and_reopen(tmp_path: Path) -> None:
     assert [r for _, r in AppendLog(tmp_path / "r.jsonl").records] == [{"a": 1}, {"a": 2}]
 
 
-def test_half_written_last_line_is_cut(tmp_path: Path) -> None:
+@pytest.mark.parametrize("torn", ['{"a": 2', '{"a": 2}', "{not json\n", '{"a": 2\n\n'])
+def test_torn_last_line_of_an_append_log_is_redone_and_said(
+    tmp_path: Path, torn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "r.jsonl"
-    path.write_text('{"a": 1}\n{"a": 2')
-    log = AppendLog(path)
+    path.write_text('{"a": 1}\n' + torn)
+    with caplog.at_level(logging.WARNING):
+        log = AppendLog(path)
     assert log.repaired and [r for _, r in log.records] == [{"a": 1}]
     assert path.read_text() == '{"a": 1}\n'
+    assert f"{path}:2:" in caplog.text and "redone" in caplog.text
+    log.append({"a": 2})
+    assert [r for _, r in AppendLog(path).records] == [{"a": 1}, {"a": 2}]
+
+
+def test_a_bad_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"a": 1}\n\n{"a": \n{"a": 3}\n')
+    for read in (lambda: list(iter_jsonl(path)), lambda: complete_records(path)):
+        with pytest.raises(DataError, match=rf"^{path}:3: field '<row>': invalid JSON"):
+            read()
+
+
+def test_a_bad_line_is_a_counted_skip_where_asked(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"a": 1}\nnot json\n\xff\xfe\n{"a": 4}')
+    skipped: list[DataError] = []
+    assert list(iter_jsonl(path, on_bad=skipped.append)) == [(1, {"a": 1}), (4, {"a": 4})]
+    assert [e.line for e in skipped] == [2, 3]
+
+
+def test_lines_end_at_newline_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"a": "x\u2028y\x85z\u2029"}\n{"b": 2}\n', encoding="utf-8")
+    assert list(iter_jsonl(path)) == [(1, {"a": "x\u2028y\x85z\u2029"}), (2, {"b": 2})]
+
+
+def test_a_writer_still_appending_is_read_without_its_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2')
+    assert complete_records(path) == [{"a": 1}]
+    assert path.read_text() == '{"a": 1}\n{"a": 2'  # read-only
 
 
 def test_bad_line_in_the_middle_is_an_error_and_nothing_is_lost(tmp_path: Path) -> None:

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError, DataError
+from apps_hpc.core.jsonl import iter_jsonl
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 SPLITS = ("train", "test")
+# The published run's test problems with solutions, by difficulty (DESIGN.md).
+PUBLISHED_COUNTS = {"introductory": 728, "interview": 2727, "competition": 310}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class LoadReport:
 
     skipped: list[str] = field(default_factory=list)
     skipped_keys: set[tuple[str, int]] = field(default_factory=set)  # (split, id) when known
+
+    def skipped_line(self, error: DataError) -> None:
+        """A line that is not JSON, counted with the bad rows."""
+        self.skipped.append(str(error))
 
 
 def _parse_json_field(row: dict[str, Any], name: str, where: tuple[str, int]) -> Any:
@@ -99,17 +106,8 @@ def _problem_id_of(row: dict[str, Any], where: tuple[str, int]) -> int:
     return pid
 
 
-@dataclass(frozen=True)
-class BadLine:
-    """A line of a JSONL file that is not JSON (kept so that a skipping reader can go on)."""
-
-    reason: str
-
-
 def parse_row(row: Any, split: str, where: tuple[str, int]) -> Problem:
     """One codeparrot row -> Problem; DataError names file, line and field on bad input."""
-    if isinstance(row, BadLine):
-        raise DataError(*where, "<row>", f"invalid JSON ({row.reason})")
     if not isinstance(row, dict):
         raise DataError(*where, "<row>", "expected a JSON object")
     difficulty = row.get("difficulty")
@@ -145,15 +143,10 @@ def split_from_name(path: Path, default: str | None = None) -> str:
     return default
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except ValueError as exc:
-                yield lineno, BadLine(str(exc))
+def _jsonl_rows(path: Path, skip_bad: bool, report: LoadReport | None) -> Iterator[tuple[int, Any]]:
+    if not skip_bad:
+        return iter_jsonl(path)
+    return iter_jsonl(path, on_bad=(report or LoadReport()).skipped_line)
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -190,7 +183,10 @@ def iter_problems(
     """Yield the problems of a file or folder. A bad row raises DataError unless `skip_bad`."""
     for file in _files_in(Path(path)):
         file_split = split or split_from_name(file, default=None if file.is_file() else "test")
-        rows = _parquet_rows(file) if file.suffix == ".parquet" else _jsonl_rows(file)
+        if file.suffix == ".parquet":
+            rows = _parquet_rows(file)
+        else:
+            rows = _jsonl_rows(file, skip_bad, report)
         yield from _parse_rows(file, rows, file_split, skip_bad, report)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
-from apps_hpc.core.records import AppendLog, dump_line, problem_key
+from apps_hpc.core.jsonl import AppendLog, complete_records, dump_line
+from apps_hpc.core.records import problem_key
 
 _SHARD_FILE = re.compile(r"shard-(\d{5})-of-(\d{5})\.jsonl")
 
@@ -60,14 +60,9 @@ def shard_files(folder: Path) -> dict[int, tuple[int, Path]]:
 
 
 def _keys_in(path: Path) -> set[tuple[str, int]]:
-    keys = set()
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        try:
-            rec = json.loads(line)
-            keys.add(problem_key(rec))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn line: that problem is not done
-    return keys
+    """The problems done in a shard file a writer may still hold (a torn last line is
+    not done; a bad line before others is a DataError)."""
+    return {problem_key(rec) for rec in complete_records(path)}
 
 
 def shard_status(folder: Path, prompts: list[dict[str, Any]] | None) -> list[str]:

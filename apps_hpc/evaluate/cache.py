@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from apps_hpc import __version__
+from apps_hpc.core.errors import DataError
+from apps_hpc.core.jsonl import iter_jsonl
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import ProgramResult
 from apps_hpc.evaluate.sandbox import Limits
@@ -64,8 +66,7 @@ def encode(key: str, result: ProgramResult, rechecked: bool = False) -> str:
     return json.dumps({"key": key, "rechecked": rechecked, "result": data}) + "\n"
 
 
-def decode(line: str) -> tuple[str, bool, ProgramResult]:
-    rec = json.loads(line)
+def decode(rec: Any) -> tuple[str, bool, ProgramResult]:
     data = dict(rec["result"])
     data["verdict"] = Verdict(data["verdict"])
     return rec["key"], bool(rec.get("rechecked")), ProgramResult(**data)
@@ -95,17 +96,19 @@ class VerdictCache:
             self._load_file(path)
 
     def _load_file(self, path: Path) -> None:
-        with path.open(encoding="utf-8", newline="\n") as fh:
-            for number, line in enumerate(fh, 1):
-                try:
-                    key, rechecked, result = decode(line)
-                except (ValueError, KeyError, TypeError):
-                    log.debug("%s:%d: unreadable cache line skipped", path, number)
-                    continue
-                if rechecked or key not in self._rechecked:
-                    self.entries[key] = result
-                if rechecked:
-                    self._rechecked.add(key)
+        bad: list[DataError] = []
+        for number, rec in iter_jsonl(path, bad.append, lambda torn: bad.append(torn.error)):
+            try:
+                key, rechecked, result = decode(rec)
+            except (ValueError, KeyError, TypeError) as exc:
+                bad.append(DataError(path, number, "result", f"not a cached result ({exc!r})"))
+                continue
+            if rechecked or key not in self._rechecked:
+                self.entries[key] = result
+            if rechecked:
+                self._rechecked.add(key)
+        if bad:  # a cache: what it cannot read is worked out again
+            log.warning("%s: %d unreadable lines left out, first %s", path, len(bad), bad[0])
 
     def get(self, key: str) -> ProgramResult | None:
         result = self.entries.get(key)

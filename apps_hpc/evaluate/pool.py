@@ -35,7 +35,6 @@ from apps_hpc.evaluate.semantics import (
 from apps_hpc.evaluate.worker import CACHE_SIZE, Run, recv, send
 
 log = logging.getLogger(__name__)
-ISOLATION_MODES = ("auto", "namespaces", "none")
 
 
 @dataclass(frozen=True)

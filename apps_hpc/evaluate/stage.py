@@ -16,7 +16,8 @@ from tqdm import tqdm
 from apps_hpc.core.apps import Problem, load_problems
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
-from apps_hpc.core.records import AppendLog, complete_records, dump_line, problem_key, read_samples
+from apps_hpc.core.jsonl import AppendLog, complete_records, dump_line
+from apps_hpc.core.records import problem_key, read_samples
 from apps_hpc.core.schedenv import cpus_granted
 from apps_hpc.core.schema import ResultRecord, SampleRecord, Verdict
 from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
@@ -231,10 +232,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     is complete, else the shard's file)."""
     keys, pending = _inputs(cfg)
     out = shard_path(cfg.out, cfg.shard) if cfg.shard else cfg.out
-    results = AppendLog(out)
-    if results.repaired:
-        log.warning("%s: dropped a half-written last line; that problem is redone", out)
-    results, kept = _reuse(results, pending)
+    results, kept = _reuse(AppendLog(out), pending)
     todo = [p for p in pending if p.sample.key not in kept]
     log.info("%d problems already in %s, %d to do", len(kept), out, len(todo))
     _run(cfg, todo, results)

@@ -19,7 +19,6 @@ downloads nothing, and asks the hub nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.manifest import read_manifest, update_manifest
+from apps_hpc.provenance.stamps import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ def model_missing(folder: Path) -> list[str]:
 
 def apps_missing(folder: Path) -> list[str]:
     return [name for name in APPS_FILES if not (folder / name).is_file()]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _model_patterns(siblings: list[str]) -> tuple[list[str] | None, list[str] | None]:
@@ -137,7 +129,7 @@ def fetch_repo(
         "files": files,
     }
     if repo_type == hub.DATASET:
-        record["sha256"] = {name: sha256(folder / name) for name in APPS_FILES}
+        record["sha256"] = {name: file_sha256(folder / name) for name in APPS_FILES}
     return folder, downloaded, record
 
 

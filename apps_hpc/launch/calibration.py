@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apps_hpc.core.apps import PUBLISHED_COUNTS
 from apps_hpc.launch import estimate as est
 from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 from apps_hpc.report.timing import stage_wall
@@ -45,7 +46,7 @@ class Published:
     gpus: int = 8  # A100-PCIE-40GB
     epochs: float = 2.0
     train_s: float = 8 * 3600 + 58 * 60 + 33  # 8h58m33s
-    prompts: int = 3765  # test problems with solutions
+    prompts: int = sum(PUBLISHED_COUNTS.values())  # test problems with solutions
     n: int = 10
     sample_gpus: int = 8  # one vLLM replica per GPU
     sample_s: float = 16 * 60 + 35  # 16m35s

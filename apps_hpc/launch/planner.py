@@ -18,6 +18,7 @@ import yaml
 from apps_hpc.core.checks import Check
 from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.jsonl import iter_jsonl
 from apps_hpc.core.schema import Profile, mem_mb
 from apps_hpc.hub import paths as hub
 from apps_hpc.launch import calibration as cal
@@ -280,7 +281,7 @@ def training_section(exp: Experiment, profile: Profile) -> dict[str, Any]:
 def _prompts(exp: Experiment) -> tuple[int, str]:
     path = exp.data_dir / "prompts.jsonl"
     if path.is_file():
-        return sum(1 for line in path.read_text().splitlines() if line.strip()), str(path)
+        return sum(1 for _ in iter_jsonl(path)), str(path)
     rows, where = local_rows(exp, "test")
     if rows is not None:
         return rows, f"estimate (not prepared yet): {where}"

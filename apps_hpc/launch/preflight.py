@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from apps_hpc.core.apps import PUBLISHED_COUNTS
 from apps_hpc.core.checks import Check
 from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
@@ -33,7 +34,6 @@ from apps_hpc.hub import paths as hub
 from apps_hpc.launch import slurm
 
 PUBLISHED_APPS = "codeparrot/apps"
-PUBLISHED_COUNTS = {"introductory": 728, "interview": 2727, "competition": 310}
 PUBLISHED_GLOBAL_BATCH = 256  # 2 per device x 16 accumulation x 8 GPUs
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import signal
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.jsonl import iter_jsonl
 from apps_hpc.launch import slurm
 from apps_hpc.provenance.manifest import read_manifest
 
@@ -96,8 +96,8 @@ def progress_of(spec: dict[str, Any]) -> str:
         path = Path(spec["trainer_log"])
         if not path.exists():
             return "-"
-        last = path.read_text().strip().split("\n")[-1:]
-        rec = json.loads(last[0]) if last else {}
+        records = [r for _, r in iter_jsonl(path, on_torn=lambda torn: None)]  # still written
+        rec = records[-1] if records and isinstance(records[-1], dict) else {}
         return f"{rec.get('current_steps', 0)}/{rec.get('total_steps', '?')} steps"
     if "exists" in spec:
         return "1/1" if Path(spec["exists"]).exists() else "0/1"

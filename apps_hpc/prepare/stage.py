@@ -24,8 +24,8 @@ from typing import Any
 from apps_hpc.core.apps import Problem, iter_problems
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
+from apps_hpc.core.jsonl import dump_line
 from apps_hpc.core.prompts import answer, user_prompt
-from apps_hpc.core.records import dump_line
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.stamps import files_fingerprint, stamp_matches, write_stamp
 

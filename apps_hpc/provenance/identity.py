@@ -17,9 +17,8 @@ Where each fact comes from:
   `APPS_HPC_GIT_SHA` (and `APPS_HPC_GIT_DIRTY`), which `make image` bakes into the image;
 - image: `APPS_HPC_IMAGE` (the tag the image was built as, set by docker/Dockerfile),
   and the SIF file Apptainer runs (`APPTAINER_CONTAINER`, set by Apptainer itself);
-- lock hash: `APPS_HPC_LOCK_SHA`, else the sha256 (16 hex digits) of
-  `docker/requirements-cp310.lock` beside the package (a checkout, or the image's
-  /opt/apps-hpc).
+- lock hash: `APPS_HPC_LOCK_SHA`, else the sha256 (16 hex digits) of the container's
+  lock, which the package carries (`apps_hpc/data/requirements-cp310.lock`).
 """
 
 from __future__ import annotations
@@ -39,8 +38,7 @@ from apps_hpc.provenance.manifest import read_manifest, update_manifest
 from apps_hpc.provenance.stamps import digest, file_digest, files_fingerprint, model_fingerprint
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-LOCK = Path("docker") / "requirements-cp310.lock"  # relative to the source tree
-IMAGE_SOURCE = Path("/opt/apps-hpc")  # where docker/Dockerfile puts the source tree
+LOCK = Path("data") / "requirements-cp310.lock"  # package data, relative to the package
 PACKAGES = ("torch", "transformers", "vllm", "llamafactory")
 GIT_TIMEOUT_S = 5.0
 ENV_IMAGE = "APPS_HPC_IMAGE"
@@ -98,17 +96,12 @@ def git_state(package_dir: Path, env: Mapping[str, str]) -> dict[str, Any] | Non
     return None
 
 
-def lock_hash(
-    package_dir: Path, env: Mapping[str, str], image_source: Path = IMAGE_SOURCE
-) -> str | None:
-    """APPS_HPC_LOCK_SHA, else the digest of the lock beside the package (a checkout or
-    the image's source tree), else None."""
+def lock_hash(package_dir: Path, env: Mapping[str, str]) -> str | None:
+    """APPS_HPC_LOCK_SHA, else the digest of the lock the package carries, else None."""
     if env.get(ENV_LOCK_SHA):
         return env[ENV_LOCK_SHA]
-    for lock in (package_dir.parent / LOCK, image_source / LOCK):
-        if lock.is_file():
-            return file_digest(lock)
-    return None
+    lock = package_dir / LOCK
+    return file_digest(lock) if lock.is_file() else None
 
 
 def software(package_dir: Path = PACKAGE_DIR, env: Mapping[str, str] | None = None) -> dict:

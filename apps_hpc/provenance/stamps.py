@@ -26,13 +26,18 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_digest(path: Path) -> str:
-    """The sha256 of a file's bytes (16 hex digits)."""
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (64 hex digits)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, 16 hex digits (as `digest`)."""
+    return file_sha256(path)[:16]
 
 
 def files_fingerprint(path: Path) -> list[tuple[str, int, int]]:

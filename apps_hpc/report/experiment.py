@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.records import ProblemKey, iter_jsonl, parse_prompt, problem_key, read_samples
+from apps_hpc.core.jsonl import iter_jsonl
+from apps_hpc.core.records import ProblemKey, parse_prompt, problem_key, read_samples
 from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 
 log = logging.getLogger(__name__)

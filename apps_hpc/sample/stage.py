@@ -23,15 +23,9 @@ from tqdm import tqdm
 
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
+from apps_hpc.core.jsonl import AppendLog, complete_records, dump_line, iter_jsonl
 from apps_hpc.core.prompts import chat_prompt, extract_code
-from apps_hpc.core.records import (
-    AppendLog,
-    complete_records,
-    dump_line,
-    iter_jsonl,
-    parse_prompt,
-    problem_key,
-)
+from apps_hpc.core.records import parse_prompt, problem_key
 from apps_hpc.core.schedenv import array_task, visible_gpus
 from apps_hpc.core.schema import SampleSection, Sampling
 from apps_hpc.core.shards import (

@@ -1,9 +1,10 @@
 """`apps-hpc doctor`: is this machine (or image) fit to run the experiment?
 
 Each check prints one line: ok, skip (does not apply here, e.g. no GPU) or FAIL. The exit
-code is non-zero when a check failed. Versions are compared with the container's lock
-(`docker/requirements-cp310.lock`); outside the image a difference is reported, and is a
-failure only with `--strict` (what the image's `%test` runs).
+code is non-zero when a check failed. Versions are compared with the container's lock,
+which the package carries (`apps_hpc/data/requirements-cp310.lock`); outside the image a
+difference is reported, and is a failure only with `--strict` (what the image's `%test`
+runs).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 
 from apps_hpc.core.checks import Check
 from apps_hpc.core.config import REPO_ROOT
-from apps_hpc.provenance.identity import installed
+from apps_hpc.provenance.identity import PACKAGE_DIR, installed
 
-LOCK = REPO_ROOT / "docker" / "requirements-cp310.lock"
+LOCK = PACKAGE_DIR / "data" / "requirements-cp310.lock"  # package data
 SHM_MIN_BYTES = 1 << 30  # vLLM/NCCL die with SIGBUS on a small /dev/shm
 PINNED = ("torch", "vllm", "deepspeed", "llamafactory", "transformers", "flash-attn")
 
@@ -121,7 +122,7 @@ def check_isolation() -> Check:
     )
 
 
-def _flash_attn_pin(path: Path = LOCK.parent / "versions.env") -> str | None:
+def _flash_attn_pin(path: Path = REPO_ROOT / "docker" / "versions.env") -> str | None:
     """flash-attn is installed from its release wheel, not the lock: its pin is here."""
     if path.exists():
         for line in path.read_text().splitlines():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps_hpc.core.checks import Check
+from apps_hpc.core.jsonl import iter_jsonl
 
 TRAIN_SETS = [
     "train.deepspeed=null",
@@ -108,8 +109,7 @@ def sample_cuda(folder: Path) -> str:
     cfg = sc.sample_config(exp, "sft", model, engine="transformers", progress=False)  # type: ignore[arg-type]
     cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, n=2, max_tokens=16))
     merged = sample(cfg)
-    text = merged.read_text() if merged.is_file() else ""
-    lines = [line for line in text.split("\n") if line]
+    lines = list(iter_jsonl(merged)) if merged.is_file() else []
     if not lines:
         raise RuntimeError(f"{merged}: no samples")
     return f"transformers engine on cuda: {len(lines)} problems x 2 -> {merged}"

@@ -4,8 +4,11 @@ experiment, across runs and models; many writers at once; re-checks."""
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 from pathlib import Path
+
+import pytest
 
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.cache import VerdictCache, encode, program_key
@@ -131,6 +134,18 @@ def test_many_writers_at_once_lose_nothing_and_a_torn_line_is_skipped(tmp_path: 
     (tmp_path / "killed.jsonl").write_text(encode("x", _result())[:-20])  # torn mid-line
     cache = VerdictCache(tmp_path)
     assert len(cache.entries) == 4 * 300 and "x" not in cache.entries
+
+
+def test_unreadable_cache_lines_are_counted_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = encode("k", _result())
+    (tmp_path / "a.jsonl").write_text('{"key": 1}\n' + good + "not json\n" + good[:-9])
+    with caplog.at_level(logging.WARNING):
+        cache = VerdictCache(tmp_path)
+    assert list(cache.entries) == ["k"]
+    assert "a.jsonl: 3 unreadable lines left out, first" in caplog.text
+    assert "a.jsonl:1: field 'result'" in caplog.text
 
 
 def test_a_recheck_wins_and_wall_clock_timeouts_are_not_cached(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_a_task_records_what_ran_it_and_the_data_it_read(tmp_path: Path) -> None
     software = record["software"]
     assert software["apps_hpc"] == __version__ and software["python"].count(".") == 2
     assert set(software["packages"]) == {"torch", "transformers", "vllm", "llamafactory"}
-    assert software["lock"] is not None  # this checkout's docker/requirements-cp310.lock
+    assert software["lock"] is not None  # the package's data/requirements-cp310.lock
     assert software["git"] is None or len(software["git"]["commit"]) >= 7
     apps = {"path": str(MINI_APPS), "digest": digest(files_fingerprint(MINI_APPS))}
     assert record["sources"] == {"apps": apps}  # prepare reads data, no model
