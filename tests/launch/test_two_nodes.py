@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apps_hpc.core.schedenv import free_port
 from tests.helpers import REPO, run_cli
 from tests.slurm_cluster import SlurmCluster
 
@@ -120,6 +121,12 @@ def _losses(train_dir: Path) -> dict[int, float]:
     return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
 
 
+def _own_port_env(**extra: str) -> dict[str, str]:
+    """The job's environment with a free MASTER_PORT (kept by `rendezvous()`): the port
+    from the job id would be the same for job 1 of every test cluster on this machine."""
+    return {**os.environ, "MASTER_PORT": str(free_port()), **extra}
+
+
 def _rank_logs(jobs: Path) -> str:
     return "\n".join(p.read_text() for p in jobs.glob("*_log.*"))
 
@@ -133,7 +140,8 @@ def test_two_node_training_matches_one_node(
     two = _train_experiment(tmp_path, "two", tiny_model_dir, shared_apps)
     for exp, nodes in ((one, 1), (two, 2)):
         profile = str(_profile(tmp_path, nodes))
-        run_cli("submit", "train", "--config", str(exp), "--cluster", profile, "--wait", check=True)
+        args = ("submit", "train", "--config", str(exp), "--cluster", profile, "--wait")
+        run_cli(*args, check=True, env=_own_port_env())
     text = _rank_logs(tmp_path / "two" / "jobs")
     for rank in (0, 1):  # each node's task logs its own rank of the one world
         assert f"Process rank: {rank}, world size: 2" in text
@@ -158,7 +166,7 @@ def test_sbatch_fallback_trains_on_two_nodes(
     """`sbatch --nodes=2 slurm/train.sbatch`: one task per node, one torchrun world."""
     pytest.importorskip("llamafactory")
     exp = _train_experiment(tmp_path, "fallback", tiny_model_dir, shared_apps, steps=2)
-    env = dict(os.environ, APPS_HPC=f"{sys.executable} -m apps_hpc", PYTHONPATH=str(REPO))
+    env = _own_port_env(APPS_HPC=f"{sys.executable} -m apps_hpc", PYTHONPATH=str(REPO))
     done = subprocess.run(
         ["sbatch", "--wait", "--nodes=2", "--cpus-per-task=2", f"--chdir={tmp_path}",
          str(REPO / "slurm" / "train.sbatch"), str(exp)],
