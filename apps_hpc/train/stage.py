@@ -28,6 +28,7 @@ import yaml
 
 from apps_hpc.core.config import Experiment
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
 from apps_hpc.core.schedenv import rendezvous
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.stamps import (
@@ -159,26 +160,28 @@ def world_size(env: dict[str, str]) -> int:
 
 def write_config(exp: Experiment, world: int = 1) -> Path:
     """Render and write `<experiment>/train/llamafactory.yaml` (and `train_batch.json`,
-    the global batch it makes on `world` processes); return its path."""
+    the global batch it makes on `world` processes); return its path. Every node of a
+    multi-node job writes the same files at the same moment: atomically, so no node reads
+    another's half-written copy."""
     out = exp.train_dir
     out.mkdir(parents=True, exist_ok=True)
     deepspeed = None
     if exp.train.deepspeed:
         deepspeed = out / "ds_config.json"
-        shutil.copyfile(exp.resolve(exp.train.deepspeed), deepspeed)
+        write_atomic(deepspeed, exp.resolve(exp.train.deepspeed).read_text())
     resume = newest_checkpoint(out)
     model = hub.local(exp.model, hub.MODEL, exp.fetch.model_revision, exp.hub_dir)
     cfg = render(exp, _load_base(exp), deepspeed, resume, str(model), world)
-    (out / "overrides.json").write_text(json.dumps(exp.train.overrides, indent=1) + "\n")
+    write_atomic(out / "overrides.json", json.dumps(exp.train.overrides, indent=1) + "\n")
     batch = batch_record(cfg, world)
-    (out / "train_batch.json").write_text(json.dumps(batch, indent=1) + "\n")
+    write_atomic(out / "train_batch.json", json.dumps(batch, indent=1) + "\n")
     path = out / "llamafactory.yaml"
     header = (
         f"# rendered by apps-hpc from {exp.train.llamafactory}; overrides in overrides.json\n"
         f"# global batch {batch['global_batch']} = {batch['per_device']} per device x "
         f"{batch['accumulation']} accumulation x {world} processes\n"
     )
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    write_atomic(path, header + yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
@@ -243,7 +246,10 @@ def _check_previous(exp: Experiment, ident: dict[str, Any]) -> None:
 
 def train(exp: Experiment) -> Path:
     """Run (or resume) the fine-tuning; return the output folder. A run that finished
-    with this config is not run again (no 0-step resume rewriting its results)."""
+    with this config is not run again (no 0-step resume rewriting its results). On several
+    nodes every node runs this (one task per node); the first node (NODE_RANK 0, whose
+    rank 0 writes the checkpoints and results) alone marks the run finished and copies the
+    report: another node's torchrun may end before rank 0 has written them."""
     if not (exp.data_dir / "dataset_info.json").exists():
         raise AppsHpcError(f"{exp.data_dir}: no dataset_info.json; run `apps-hpc prepare` first")
     ident = identity(exp)
@@ -263,6 +269,7 @@ def train(exp: Experiment) -> Path:
         raise AppsHpcError(
             f"llamafactory-cli train failed (exit {proc.returncode}); see its log above"
         )
-    write_stamp(exp.train_dir / STAMP, ident, finished=True)
-    collect_report(exp)
+    if env.get("NODE_RANK", "0") == "0":
+        write_stamp(exp.train_dir / STAMP, ident, finished=True)
+        collect_report(exp)
     return exp.train_dir
