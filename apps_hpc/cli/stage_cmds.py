@@ -19,7 +19,7 @@ from apps_hpc.cli.common import (
     recorded_in,
     sets_option,
 )
-from apps_hpc.core.schema import ENGINES, PrepareSection, SampleSection
+from apps_hpc.core.schema import ENGINES, PrepareSection, SampleSection, describe
 from apps_hpc.experiment.lifecycle import open_experiment
 from apps_hpc.hub import paths as hub
 from apps_hpc.prepare.stage import PrepareConfig
@@ -130,34 +130,18 @@ def tiny_model_cmd(out: Path, hidden_size: int | None) -> None:
 
 
 def _sampling_options(command: click.Command) -> click.Command:
-    """--n, --max-tokens, --temperature, --top-p, --seed; defaults: the experiment's."""
-    d = SampleSection
-    for option in reversed(
-        [
-            click.option(
-                "--n",
-                "n",
-                type=click.IntRange(1),
-                default=None,
-                help=f"Completions per problem ({d.n}).",
-            ),
-            click.option(
-                "--max-tokens",
-                type=click.IntRange(1),
-                default=None,
-                help=f"Per completion ({d.max_tokens}).",
-            ),
-            click.option("--temperature", type=float, default=None, help=f"{d.temperature}"),
-            click.option("--top-p", type=float, default=None, help=f"{d.top_p}"),
-            click.option(
-                "--seed",
-                type=int,
-                default=None,
-                help=f"{d.seed}; each problem's seed derives from it.",
-            ),
-        ]
-    ):
-        command = option(command)
+    """--n, --max-tokens, --temperature, --top-p, --seed: help and defaults from the schema
+    (`core/schema.Sampling`); unset, the experiment's own values apply."""
+    options = [
+        ("--n", "n", click.IntRange(1)),
+        ("--max-tokens", "max_tokens", click.IntRange(1)),
+        ("--temperature", "temperature", float),
+        ("--top-p", "top_p", float),
+        ("--seed", "seed", int),
+    ]
+    for flag, name, kind in reversed(options):
+        help_text = describe(SampleSection, name) + ", or the experiment's own value."
+        command = click.option(flag, name, type=kind, default=None, help=help_text)(command)
     return command
 
 

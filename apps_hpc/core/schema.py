@@ -110,11 +110,15 @@ class FetchSection:
 class Sampling:
     """How completions are drawn: the published run's settings are the defaults."""
 
-    n: Count = 10  # completions per problem
-    temperature: Annotated[StrictFloat, Field(gt=0)] = 0.6
-    top_p: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.95
-    max_tokens: Count = 2048  # per completion
-    seed: StrictInt = 42  # each problem's seed derives from it
+    n: Annotated[Count, Field(description="Completions per problem")] = 10
+    temperature: Annotated[StrictFloat, Field(gt=0, description="Sampling temperature (> 0)")] = 0.6
+    top_p: Annotated[
+        StrictFloat, Field(gt=0, le=1, description="Nucleus sampling: 0 < top_p <= 1")
+    ] = 0.95
+    max_tokens: Annotated[Count, Field(description="Tokens per completion at most")] = 2048
+    seed: Annotated[
+        StrictInt, Field(description="The run's seed; each problem's seed derives from it")
+    ] = 42
 
 
 @dataclass(config=CONFIG, frozen=True)
@@ -234,6 +238,12 @@ class Profile:
     @classmethod
     def _none_is_empty(cls, value: Any, info: Any) -> Any:
         return value if value is not None else ([] if info.field_name == "binds" else {})
+
+
+def describe(cls: type, name: str) -> str:
+    """A field's description and default, for a CLI option's help: one place for both."""
+    info = cls.__pydantic_fields__[name]  # type: ignore[attr-defined]
+    return f"{info.description}; default {info.default}"
 
 
 PROFILE_REQUIRED = ("executor", "gpus_per_node", "cpus_per_node", "mem_per_node", "time")
