@@ -81,6 +81,19 @@ def test_samples_field_errors(tmp_path: Path) -> None:
         read_samples(path)
 
 
+def test_samples_metadata_is_left_out_and_a_misspelt_field_refused(tmp_path: Path) -> None:
+    """Other tools' keys (here the shared corpus's `kinds`) are metadata; a key that reads
+    like one of ours misspelt is refused, naming it."""
+    path = tmp_path / "s.jsonl"
+    base = {"problem_id": 1, "difficulty": "interview", "codes": ["x"]}
+    path.write_text(json.dumps({**base, "kinds": ["a"], "task_id": "APPS/1"}) + "\n")
+    (sample,) = read_samples(path)
+    assert sample.codes == ["x"] and sample.model == "s"
+    path.write_text(json.dumps({**base, "completion": ["raw"]}) + "\n")
+    with pytest.raises(DataError, match=r"s.jsonl:1: field 'completion'.*'completions'"):
+        read_samples(path)
+
+
 def _result_line(**extra: object) -> str:
     rec = {
         "problem_id": 3,

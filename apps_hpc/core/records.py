@@ -4,6 +4,7 @@ the lines they are read from are core/jsonl.py's."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,28 @@ def parse_prompt(rec: Any, where: tuple[str, int]) -> dict[str, Any]:
     return rec
 
 
+_SAMPLE_KEYS = {f.name for f in dataclasses.fields(SampleRecord)}
+
+
+def _metadata_keys(rec: dict[str, Any], where: tuple[str, int]) -> set[str]:
+    """The keys of a samples line that the schema does not name: other tools' metadata
+    (a task id, the prompt, per-program notes), left out. One that reads like a misspelt
+    field (`completion`, `code`) is refused, naming the field it resembles."""
+    extra = set(rec) - _SAMPLE_KEYS
+    for key in sorted(extra):
+        near = difflib.get_close_matches(str(key), sorted(_SAMPLE_KEYS), n=1, cutoff=0.8)
+        if near:
+            raise DataError(*where, str(key), f"unknown key (did you mean '{near[0]}'?)")
+    return extra
+
+
 def parse_sample(rec: Any, where: tuple[str, int], default_model: str) -> SampleRecord:
-    """A samples line (`split` defaults to test, `model` to the file's stem)."""
+    """A samples line (`split` defaults to test, `model` to the file's stem); keys the
+    schema does not name are metadata and left out (`_metadata_keys`)."""
     if isinstance(rec, dict):
+        extra = _metadata_keys(rec, where)
         rec = {
-            **rec,
+            **{k: v for k, v in rec.items() if k not in extra},
             "split": problem_key(rec)[0],
             "model": rec.get("model") or default_model,
         }

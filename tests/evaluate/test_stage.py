@@ -90,7 +90,8 @@ def test_results_records_and_resume(shared_apps: Path, tmp_path: Path) -> None:
     # A killed run leaves a torn last line: it is redone, the others are not.
     out.write_text("\n".join(lines[:30]) + "\n" + lines[30][:25])
     second = _eval(shared_apps, samples, out)
-    assert "30 problems already in" in second.stderr and "dropped a half-written" in second.stderr
+    assert "30 problems already in" in second.stderr
+    assert "r.jsonl:31: " in second.stderr and "cut off, that problem is redone" in second.stderr
     redone = [json.loads(x) for x in out.read_text().splitlines()][30:]
     assert all(r["reused"] == r["n"] for r in redone)  # the verdict cache beside --out
     assert _without_reused(out.read_text().splitlines()) == _without_reused(lines)
