@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from apps_hpc.cli import cli
 from apps_hpc.core.config import Experiment
 from apps_hpc.experiment import registry
+from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.manifest import read_manifest
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "apps_hpc") + "/"
@@ -58,6 +59,9 @@ def walk(args: list[str], config: str) -> list[tuple[str, str]]:
 def test_train_config_walk_enters_no_file_more_than_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for var in [*hub.OFFLINE_VARS, "HF_HOME"]:  # run_here sets them in this process
+        monkeypatch.setenv(var, "")  # ... and the monkeypatch restores what was there
+        monkeypatch.delenv(var)
     ran: list[tuple[str, Any]] = []
     monkeypatch.setattr(
         registry, "run_stage", lambda stage, cfg: ran.append((stage, cfg)) or tmp_path
