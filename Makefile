@@ -73,7 +73,7 @@ TAG       ?= $(VERSION)-$(GIT_SHA)
 IMAGE     ?= apps-hpc
 SIF       ?= apps-hpc-$(TAG).sif
 PYTHON310 ?= $(shell ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n1 || command -v python3.10)
-PINS      := $(shell grep -v '^\#' docker/versions.env | sed 's/^/--build-arg /')
+PINS      := $(shell grep -v '^\#' apps_hpc/data/versions.env | sed 's/^/--build-arg /')
 
 image:  ## the Docker image apps-hpc:$(TAG) (and :latest), then the SIF when apptainer exists
 	@if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then \
@@ -99,6 +99,6 @@ lock:  ## apps_hpc/data/requirements-cp310.lock from docker/requirements.in, wit
 	$(PYTHON310) docker/lock.py
 
 flash-attn-sha:  ## download the flash-attn wheel once and record its sha256 in versions.env
-	curl -fsSL -o /tmp/flash-attn.whl "$$(sed -n 's/^FLASH_ATTN_URL=//p' docker/versions.env)"
-	sed -i "s/^FLASH_ATTN_SHA256=.*/FLASH_ATTN_SHA256=$$(sha256sum /tmp/flash-attn.whl | cut -d' ' -f1)/" docker/versions.env
-	grep FLASH_ATTN_SHA256 docker/versions.env
+	curl -fsSL -o /tmp/flash-attn.whl "$$(sed -n 's/^FLASH_ATTN_URL=//p' apps_hpc/data/versions.env)"
+	sed -i "s/^FLASH_ATTN_SHA256=.*/FLASH_ATTN_SHA256=$$(sha256sum /tmp/flash-attn.whl | cut -d' ' -f1)/" apps_hpc/data/versions.env
+	grep FLASH_ATTN_SHA256 apps_hpc/data/versions.env

@@ -51,10 +51,10 @@ from typing import Any
 from tqdm import tqdm
 
 from apps_hpc.core.apps import Problem, load_problems
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions
-from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import Outcome, collapse
 
 REPO = Path(__file__).resolve().parents[1]

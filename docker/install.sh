@@ -2,13 +2,14 @@
 # The container's install steps, shared by docker/Dockerfile (one layer per step, so that
 # editing apps-hpc does not reinstall torch) and docker/apps-hpc-standalone.def.
 #   docker/install.sh system|lock|flash-attn|app [SRC]
-# Reads the pins from docker/versions.env (or the environment).
+# Reads the pins from apps_hpc/data/versions.env (or the environment).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -f "$here/versions.env" ]; then
+pins="$here/../apps_hpc/data/versions.env"
+if [ -f "$pins" ]; then
   set -a
-  # shellcheck disable=SC1091  # the pins, beside this script
-  . "$here/versions.env"
+  # shellcheck disable=SC1090,SC1091  # the pins, package data of apps_hpc
+  . "$pins"
   set +a
 fi
 venv=${VENV:-/opt/venv}
@@ -30,7 +31,7 @@ lock() {
 
 flash_attn() {
   if [ -z "${FLASH_ATTN_SHA256:-}" ]; then
-    echo "FLASH_ATTN_SHA256 is empty in docker/versions.env: run 'make flash-attn-sha' on a" \
+    echo "FLASH_ATTN_SHA256 is empty in apps_hpc/data/versions.env: run 'make flash-attn-sha' on a" \
       "machine that reaches the flash-attention release, then build again" >&2
     exit 1
   fi

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from apps_hpc.core.jsonl import iter_jsonl
+from apps_hpc.core.limits import Limits
 from apps_hpc.evaluate.harness import TestSpec
 from apps_hpc.evaluate.pool import EvalPool, Job, ProgramResult
-from apps_hpc.evaluate.sandbox import Limits
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

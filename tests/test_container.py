@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 
 def _versions() -> dict[str, str]:
     pins = {}
-    for line in (DOCKER / "versions.env").read_text().splitlines():
+    for line in (REPO / "apps_hpc" / "data" / "versions.env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
             pins[key] = value
@@ -108,17 +108,23 @@ def test_lock_matches_versions_env_and_pyproject_extras() -> None:
     assert "flash_attn" in pins["FLASH_ATTN_WHEEL"] and "cp310" in pins["FLASH_ATTN_WHEEL"]
 
 
-def test_doctor_reads_the_lock_as_package_data_and_the_images_install_it() -> None:
+def test_doctor_reads_the_lock_and_pins_as_package_data_and_the_images_install_them() -> None:
     import tomllib
 
     assert doctor.LOCK == LOCK and doctor.LOCK.parent.parent == identity.PACKAGE_DIR
+    assert doctor.VERSIONS.parent == doctor.LOCK.parent
     assert lock_versions() == lock_versions(LOCK) and "torch" in lock_versions()
+    assert doctor._flash_attn_pin() == _versions()["FLASH_ATTN_VERSION"]
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "data/requirements-cp310.lock" in data["package-data"]["apps_hpc"]
+    assert "data/versions.env" in data["package-data"]["apps_hpc"]
     assert not (DOCKER / "requirements-cp310.lock").exists()  # one lock
-    lock = "apps_hpc/data/requirements-cp310.lock"
-    assert f"COPY {lock} /opt/apps-hpc/{lock}" in (DOCKER / "Dockerfile").read_text()
-    assert f"$here/../{lock}" in (DOCKER / "install.sh").read_text()
+    assert not (DOCKER / "versions.env").exists()  # one set of pins
+    copy = "COPY apps_hpc/data/requirements-cp310.lock apps_hpc/data/versions.env"
+    assert f"{copy} /opt/apps-hpc/apps_hpc/data/" in (DOCKER / "Dockerfile").read_text()
+    install = (DOCKER / "install.sh").read_text()
+    assert "$here/../apps_hpc/data/requirements-cp310.lock" in install
+    assert "$here/../apps_hpc/data/versions.env" in install
 
 
 def test_hadolint_dockerfile() -> None:

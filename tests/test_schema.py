@@ -65,6 +65,10 @@ def test_report_and_show_refuse_bogus_verdicts_with_one_line(tmp_path: Path, com
         ("sample.top_p=1.5", "sample.top_p: expected at most 1, got 1.5"),
         ("sample.engin=vllm", "unknown key 'sample.engin' (did you mean 'sample.engine'?)"),
         ("prepare.max_per_problem=0", "prepare.max_per_problem: expected at least 1"),
+        ("eval.limits.memory_mb=3", "eval.limits.memory_mb: expected at least 64, got 3"),
+        ("eval.limits.test_timeout_s=0", "eval.limits.test_timeout_s: expected more than 0"),
+        ("eval.limits.max_procs=x", "eval.limits.max_procs: expected an integer"),
+        ("eval.all_test=true", "unknown key 'eval.all_test' (did you mean 'eval.all_tests'?)"),
     ],
 )
 def test_set_values_are_range_checked(item: str, message: str) -> None:
@@ -107,3 +111,28 @@ def test_the_demo_config_finds_the_bundled_data_from_any_folder(tmp_path: Path) 
 
     assert Path(absolute("apps_hpc/data/mini_apps")) == PACKAGE / "data" / "mini_apps"
     assert (PACKAGE / "data" / "mini_apps" / "test.jsonl").is_file()
+
+
+def test_the_eval_section_reaches_the_eval_stage() -> None:
+    """`--set eval.*` (or an experiment's `eval:` section) sets what the pipeline's eval
+    tasks run with; the defaults are those of `core/limits.Limits`, declared once."""
+    from apps_hpc.core.limits import Limits
+    from apps_hpc.experiment.stage_configs import eval_config
+
+    sets = ["eval.limits.memory_mb=2048", "eval.limits.test_timeout_s=2", "eval.all_tests=true"]
+    cfg = eval_config(load_experiment(None, parse_sets(sets)), "sft")
+    assert cfg.limits == Limits(memory_mb=2048, test_timeout_s=2.0) and cfg.all_tests
+    assert eval_config(load_experiment(None), "sft").limits == Limits()
+
+
+def test_cli_options_take_type_bounds_default_and_help_from_the_schema() -> None:
+    from apps_hpc.cli import cli
+
+    def option(command: str, name: str) -> object:
+        return next(p for p in cli.commands[command].params if p.name == name)
+
+    memory = option("eval", "memory_mb")
+    assert memory.type.min == 64 and "default 4096" in memory.help  # type: ignore[attr-defined]
+    top_p = option("sample", "top_p")
+    assert (top_p.type.min, top_p.type.max, top_p.type.min_open) == (0, 1, True)  # type: ignore[attr-defined]
+    assert "default 0.95" in top_p.help  # type: ignore[attr-defined]

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apps_hpc.core.config import REPO_ROOT, load_experiment, parse_sets
+from apps_hpc.core.config import load_experiment, parse_sets
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.schedenv import expand_nodelist, first_host, rendezvous, scontrol_hostnames
 from apps_hpc.train.stage import launch_env, newest_checkpoint, render
 from tests.helpers import run_cli as _cli
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LF_YAML = REPO_ROOT / "configs/llamafactory/dscoderinst_full_sft_ds3.yaml"
 DS_JSON = REPO_ROOT / "configs/deepspeed/ds_z3_config.json"
 EXP_YAML = REPO_ROOT / "configs/experiments/dscoder_apps.yaml"

@@ -18,13 +18,17 @@ INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Group(click.Group):
-    """Turns an input, path, config or environment error (AppsHpcError, OSError, a
-    missing optional dependency) into one line on stderr and exit code 2, and Ctrl-C
-    into exit code 130."""
+    """Turns an input, path, config or environment error (a bad flag value, AppsHpcError,
+    OSError, a missing optional dependency) into one line on stderr and exit code 2, and
+    Ctrl-C into exit code 130."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's flags: one line, as every error
+            name = exc.ctx.command_path if exc.ctx else "apps-hpc"
+            message = _lower_first(exc.format_message()).rstrip(".")
+            _fail(f"error: {name}: {message} (see {name} -h)", 2)
         except AppsHpcError as exc:
             _fail(f"error: {exc}", 2)
         except OSError as exc:  # a path that is a folder, not writable, a missing program
@@ -36,6 +40,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _fail("interrupted", INTERRUPTED)
         return None
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _fail(line: str, code: int) -> None:

@@ -72,13 +72,46 @@ def config_option(required: bool = False, what: str = "") -> Callable[[Any], Any
     )
 
 
-def sets_option() -> Callable[[Any], Any]:
+def sets_option(example: str = "train.overrides.max_steps=10") -> Callable[[Any], Any]:
     return click.option(
         "--set",
         "sets",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Override a config key, e.g. --set train.overrides.max_steps=10 (repeatable).",
+        help=f"Override a config key, e.g. --set {example} (repeatable).",
+    )
+
+
+def _click_type(spec: Any) -> Any:
+    """The click type of a schema field: its Python type with the schema's bounds."""
+    low = spec.gt if spec.gt is not None else spec.ge
+    if spec.kind is int and (low is not None or spec.le is not None):
+        return click.IntRange(low, spec.le, min_open=spec.gt is not None)
+    if spec.kind is float and (low is not None or spec.le is not None):
+        return click.FloatRange(low, spec.le, min_open=spec.gt is not None)
+    return spec.kind
+
+
+def schema_option(
+    cls: type, name: str, flag: str, *, unset: str = "", **extra: Any
+) -> Callable[[Any], Any]:
+    """A CLI option for field `name` of schema class `cls` (`core/schema.py`): its type,
+    bounds, default and help come from the schema. `unset` given: the option defaults to
+    None (the config's value applies) and `unset` ends the help."""
+    from apps_hpc.core.schema import field_spec
+
+    spec = field_spec(cls, name)
+    text = spec.description[:1].upper() + spec.description[1:]
+    if unset:
+        text = f"{text}; default {spec.default}{unset}"
+    return click.option(
+        flag,
+        name,
+        type=_click_type(spec),
+        default=None if unset else spec.default,
+        show_default=not unset,
+        help=text + ("" if text.endswith(".") else "."),
+        **extra,
     )
 
 

@@ -4,14 +4,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from apps_hpc.cli.common import CONTEXT, dispatch, parse_ks, quiet_option
-from apps_hpc.evaluate.sandbox import Limits
+from apps_hpc.cli.common import (
+    CONTEXT,
+    dispatch,
+    parse_ks,
+    quiet_option,
+    schema_option,
+    sets_option,
+)
+from apps_hpc.core.schema import LimitsSchema
 from apps_hpc.report import ReportConfig
 
-LIMITS = Limits()
+
+def _limit_option(name: str, flag: str) -> Any:
+    """A shorthand for `--set eval.limits.<name>`: type, bounds and help from the schema."""
+    return schema_option(LimitsSchema, name, flag, unset=f", or --set eval.limits.{name}")
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -36,7 +47,9 @@ LIMITS = Limits()
     type=click.IntRange(0),
     help="Warm sandbox workers.",
 )
-@click.option("--all-tests", is_flag=True, help="Run every test, even after a failure.")
+@click.option(
+    "--all-tests", is_flag=True, help="Run every test, even after a failure (eval.all_tests)."
+)
 @click.option(
     "--split",
     type=click.Choice(["train", "test"]),
@@ -44,28 +57,15 @@ LIMITS = Limits()
     help="Split of the APPS rows when the file name does not say it.",
 )
 @click.option("--skip-bad-rows", is_flag=True, help="Count and report bad APPS rows, not fail.")
+@_limit_option("test_timeout_s", "--timeout")
+@_limit_option("program_budget_s", "--budget")
+@_limit_option("memory_mb", "--memory-mb")
 @click.option(
-    "--timeout",
-    default=LIMITS.test_timeout_s,
-    show_default=True,
-    type=click.FloatRange(0.1),
-    help="CPU seconds per test (the reference's 4 s).",
+    "--no-recheck",
+    is_flag=True,
+    help="Record a timeout without running it again (eval.recheck_timeouts=false).",
 )
-@click.option(
-    "--budget",
-    default=LIMITS.program_budget_s,
-    show_default=True,
-    type=click.FloatRange(0.1),
-    help="CPU seconds for all tests of one program (the reference's 10 s + 1).",
-)
-@click.option(
-    "--memory-mb",
-    default=LIMITS.memory_mb,
-    show_default=True,
-    type=click.IntRange(64),
-    help="Address-space limit per program.",
-)
-@click.option("--no-recheck", is_flag=True, help="Record a timeout without running it again.")
+@sets_option(example="eval.limits.max_procs=128; eval.* keys only")
 @click.option(
     "--isolation",
     type=click.Choice(["auto", "namespaces", "none"]),
@@ -107,10 +107,12 @@ LIMITS = Limits()
 )
 @quiet_option()
 def eval_cmd(
-    timeout: float,
-    budget: float,
-    memory_mb: int,
+    test_timeout_s: float | None,
+    program_budget_s: float | None,
+    memory_mb: int | None,
     no_recheck: bool,
+    all_tests: bool,
+    sets: tuple[str, ...],
     shard: str | None,
     quiet: bool,
     **flags: object,
@@ -123,6 +125,7 @@ def eval_cmd(
     """
     import dataclasses
 
+    from apps_hpc.core.config import eval_settings, parse_sets
     from apps_hpc.core.shards import output_paths, parse_shard
     from apps_hpc.evaluate import EvalConfig
 
@@ -133,12 +136,15 @@ def eval_cmd(
         flags["cache"] = None
     elif flags["cache"] is None:
         flags["cache"] = Path(flags["out"]).parent / "verdict-cache"  # type: ignore[arg-type]
-    limits = dataclasses.replace(
-        LIMITS, test_timeout_s=timeout, program_budget_s=budget, memory_mb=memory_mb
-    )
+    section = eval_settings(parse_sets(sets))
+    given = {"test_timeout_s": test_timeout_s, "program_budget_s": program_budget_s}
+    given["memory_mb"] = memory_mb
+    limits = section.as_limits()
+    limits = dataclasses.replace(limits, **{k: v for k, v in given.items() if v is not None})
     cfg = EvalConfig(
         **flags,  # type: ignore[arg-type]
-        recheck_timeouts=not no_recheck,
+        all_tests=all_tests or section.all_tests,
+        recheck_timeouts=section.recheck_timeouts and not no_recheck,
         limits=limits,
         progress=not quiet,
         shard=parse_shard(shard) if shard else None,

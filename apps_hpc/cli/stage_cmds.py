@@ -17,9 +17,10 @@ from apps_hpc.cli.common import (
     force_option,
     quiet_option,
     recorded_in,
+    schema_option,
     sets_option,
 )
-from apps_hpc.core.schema import ENGINES, PrepareSection, SampleSection, describe
+from apps_hpc.core.schema import ENGINES, PrepareSection, SampleSection
 from apps_hpc.experiment.lifecycle import open_experiment
 from apps_hpc.hub import paths as hub
 from apps_hpc.prepare.stage import PrepareConfig
@@ -130,18 +131,18 @@ def tiny_model_cmd(out: Path, hidden_size: int | None) -> None:
 
 
 def _sampling_options(command: click.Command) -> click.Command:
-    """--n, --max-tokens, --temperature, --top-p, --seed: help and defaults from the schema
-    (`core/schema.Sampling`); unset, the experiment's own values apply."""
+    """--n, --max-tokens, --temperature, --top-p, --seed: type, bounds, help and defaults
+    from the schema (`core/schema.Sampling`); unset, the experiment's own values apply."""
     options = [
-        ("--n", "n", click.IntRange(1)),
-        ("--max-tokens", "max_tokens", click.IntRange(1)),
-        ("--temperature", "temperature", float),
-        ("--top-p", "top_p", float),
-        ("--seed", "seed", int),
+        ("--n", "n"),
+        ("--max-tokens", "max_tokens"),
+        ("--temperature", "temperature"),
+        ("--top-p", "top_p"),
+        ("--seed", "seed"),
     ]
-    for flag, name, kind in reversed(options):
-        help_text = describe(SampleSection, name) + ", or the experiment's own value."
-        command = click.option(flag, name, type=kind, default=None, help=help_text)(command)
+    for flag, name in reversed(options):
+        option = schema_option(SampleSection, name, flag, unset=", or the experiment's own")
+        command = option(command)
     return command
 
 

@@ -18,9 +18,8 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from apps_hpc.core.errors import AppsHpcError
-from apps_hpc.core.schema import CONFIG, NOT_KEYS, ExperimentFields, first_problem
+from apps_hpc.core.schema import CONFIG, NOT_KEYS, EvalSection, ExperimentFields, first_problem
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # shipped as package data
 CONFIG_DIR_ENV = "APPS_HPC_CONFIG_DIR"
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -149,6 +148,17 @@ def load_experiment(path: Path | None, sets: list[tuple[str, Any]] | None = None
     exp = check(data, "--set" if sets else str(path or "defaults"))
     exp.source = path.resolve() if path else None
     return absolute_paths(exp)
+
+
+def eval_settings(sets: list[tuple[str, Any]]) -> EvalSection:
+    """The `eval` section with `--set eval.<key>=<value>` applied, checked like an
+    experiment's (a standalone `apps-hpc eval` has no experiment, only this section)."""
+    data: dict[str, Any] = {}
+    for key, value in sets:
+        if not key.startswith("eval."):
+            raise AppsHpcError(f"--set {key}: eval takes eval.* keys only (eval.limits.memory_mb)")
+        _set_dotted(data, key, value)
+    return check(data, "--set").eval
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import math
 import re
+import typing
 from dataclasses import field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from apps_hpc.core.apps import DIFFICULTIES
+from apps_hpc.core.limits import Limits
 
 CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 ENGINES = ("vllm", "transformers")  # vllm (GPU) | transformers (CPU, tests)
@@ -139,6 +141,41 @@ class SampleSection(Sampling):
         return Sampling(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Sampling)})
 
 
+def _checked(plain: type) -> type:
+    """The validating twin of a standard-library dataclass whose fields' metadata hold
+    pydantic `Field` words (`description`, `gt`, `ge`, `le`): `core/limits.Limits` stays
+    free of pydantic (the sandbox worker imports it) and is still checked here."""
+    hints = typing.get_type_hints(plain)
+    strict = {int: StrictInt, float: float, bool: StrictBool, str: StrictStr}
+    specs = [
+        (
+            f.name,
+            Annotated[strict.get(hints[f.name], hints[f.name]), Field(**f.metadata)],
+            field(default=f.default),
+        )
+        for f in dataclasses.fields(plain)
+    ]
+    made = dataclasses.make_dataclass(plain.__name__, specs, frozen=True)
+    made.__doc__ = plain.__doc__
+    return dataclass(config=CONFIG, frozen=True)(made)
+
+
+LimitsSchema = _checked(Limits)
+
+
+@dataclass(config=CONFIG)
+class EvalSection:
+    """The experiment's `eval` section: the evaluator's limits and how it judges. These
+    are the only defaults of the eval stage (the CLI's included)."""
+
+    limits: LimitsSchema = field(default_factory=LimitsSchema)  # type: ignore[valid-type]
+    all_tests: StrictBool = False  # run every test, even after a failure
+    recheck_timeouts: StrictBool = True  # run a timed-out program once more before recording
+
+    def as_limits(self) -> Limits:
+        return Limits(**dataclasses.asdict(self.limits))
+
+
 @dataclass(config=CONFIG)
 class ExperimentFields:
     """The keys of an experiment YAML (`configs/experiments/*.yaml`)."""
@@ -151,6 +188,7 @@ class ExperimentFields:
     train: TrainSection = field(default_factory=TrainSection)
     sample: SampleSection = field(default_factory=SampleSection)
     fetch: FetchSection = field(default_factory=FetchSection)
+    eval: EvalSection = field(default_factory=EvalSection)
     source: Path | None = None  # the YAML it came from (not a key)
     force: bool = False  # --force: go on although the config differs (not a key)
 
@@ -219,6 +257,8 @@ class Profile:
     account: StrictStr | None = None
     qos: StrictStr | None = None
     nodes: Count = 1  # training nodes (one task per node)
+    # Tasks of one array that run at once (sbatch --array=0-N%K); None: no limit of ours
+    array_parallelism: Count | None = None
     image: StrictStr | None = None
     binds: list[StrictStr] = field(default_factory=list)
     additional: dict[str, Any] = field(default_factory=dict)  # jobs on `partition` only
@@ -240,10 +280,33 @@ class Profile:
         return value if value is not None else ([] if info.field_name == "binds" else {})
 
 
-def describe(cls: type, name: str) -> str:
-    """A field's description and default, for a CLI option's help: one place for both."""
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """What a CLI option needs of a schema field: its Python type, bounds, default and
+    meaning."""
+
+    kind: type
+    default: Any
+    description: str
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+
+
+def field_spec(cls: type, name: str) -> FieldSpec:
+    """The type, bounds, default and description of field `name` of schema class `cls`."""
     info = cls.__pydantic_fields__[name]  # type: ignore[attr-defined]
-    return f"{info.description}; default {info.default}"
+    bounds: dict[str, Any] = {}
+    for mark in info.metadata:
+        for word in ("gt", "ge", "le"):
+            if getattr(mark, word, None) is not None:
+                bounds[word] = getattr(mark, word)
+    kind = info.annotation
+    for base in (bool, int, float, str):  # StrictInt is Annotated[int, Strict()]
+        if kind is base or (typing.get_origin(kind) is Annotated and base in typing.get_args(kind)):
+            kind = base
+            break
+    return FieldSpec(kind, info.default, info.description or "", **bounds)
 
 
 PROFILE_REQUIRED = ("executor", "gpus_per_node", "cpus_per_node", "mem_per_node", "time")

@@ -32,9 +32,9 @@ from typing import IO, Any
 from apps_hpc import __version__
 from apps_hpc.core.errors import DataError
 from apps_hpc.core.jsonl import iter_jsonl
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import ProgramResult
-from apps_hpc.evaluate.sandbox import Limits
 
 log = logging.getLogger(__name__)
 

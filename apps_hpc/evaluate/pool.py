@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate import tree
 from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
-from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import (
     Judged,
     Outcome,

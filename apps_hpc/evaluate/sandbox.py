@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apps_hpc.core.limits import MIB, Limits
 from apps_hpc.evaluate import namespaces, seccomp, tree
 
 CLONE_NEWUSER = 0x10000000
@@ -44,39 +45,8 @@ CAP_DAC_READ_SEARCH = 2
 _CAP_VERSION_3 = 0x20080522
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
-MIB = 1024 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-program limits. Times are CPU seconds; wall clock only backs them up."""
-
-    test_timeout_s: float = 4.0  # per test (the reference's signal.alarm(4))
-    program_budget_s: float = 11.0  # all tests of one program (the reference's 10 s + 1)
-    wall_factor: float = 3.0  # wall-clock backstop = factor x the CPU limit
-    memory_mb: int = 4096  # RLIMIT_AS
-    file_size_mb: int = 16  # RLIMIT_FSIZE
-    # RLIMIT_NPROC counts processes AND threads of the sandbox user: room for a program's
-    # thread pools (ThreadPoolExecutor's largest default is 32 threads) while a fork
-    # bomb still stops at 64 processes, each under the CPU and address-space limits.
-    max_procs: int = 64
-    max_open_files: int = 64  # RLIMIT_NOFILE
-    max_output_mb: int = 64  # captured stdout per test, in millions of characters
-    tmp_mb: int = 64  # each of the program's private /tmp and /dev/shm (namespaces only)
-    max_output_lines: int = 1 << 20  # lines of output per test the evaluator compares
-    # Python's default, as in the reference run without IPython installed (pyext imports
-    # IPython if it can, and jedi then raises the limit to 3,000): docs/program-environment.md.
-    recursion_limit: int = 1000
-
-    @property
-    def output_cap(self) -> int:
-        return self.max_output_mb * MIB
-
-    @property
-    def wall_deadline_s(self) -> float:
-        return self.program_budget_s * self.wall_factor + 1.0
 
 
 @dataclass(frozen=True)

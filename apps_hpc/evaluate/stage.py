@@ -17,6 +17,7 @@ from apps_hpc.core.apps import Problem, load_problems
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
 from apps_hpc.core.jsonl import AppendLog, complete_records, dump_line
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.records import problem_key, read_samples
 from apps_hpc.core.schedenv import cpus_granted
 from apps_hpc.core.schema import ResultRecord, SampleRecord, Verdict
@@ -24,7 +25,7 @@ from apps_hpc.core.shards import Shard, assign, merge_shards, shard_status
 from apps_hpc.evaluate.cache import VerdictCache, program_key
 from apps_hpc.evaluate.harness import TestSpec, lift_int_digits_limit
 from apps_hpc.evaluate.pool import EvalPool, Job, PoolOptions, ProgramResult
-from apps_hpc.evaluate.sandbox import Limits, in_force
+from apps_hpc.evaluate.sandbox import in_force
 from apps_hpc.hub import paths as hub
 from apps_hpc.provenance.stamps import FIELD, digest
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.evaluate import sandbox, tree, wire
 from apps_hpc.evaluate.harness import (
     Probe,
@@ -90,7 +91,7 @@ def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) 
     """Runs in the forked child: never returns. Exit 0 once every record is written."""
     status = _ESCAPED
     try:
-        limits: sandbox.Limits = cfg["limits"]
+        limits: Limits = cfg["limits"]
         cfg["tree"].join(cfg["cgroup"])  # first: everything after counts
         sandbox.enter(scratch, fd, limits, cfg["identity"])
         _seed_rngs()
@@ -105,7 +106,7 @@ def _child(code: str, probe: Probe, cfg: dict[str, Any], scratch: str, fd: int) 
         os._exit(status)
 
 
-def record_cap(limits: sandbox.Limits) -> int:
+def record_cap(limits: Limits) -> int:
     """The largest record, in bytes: the output cap in UTF-8, with room for escapes."""
     return 2 * limits.output_cap + 4096
 
@@ -172,7 +173,7 @@ class Watch:
 def _check_tree(pid: int, cfg: dict[str, Any], watch: Watch) -> None:
     """Sum the program's processes; stop them all at the CPU budget or the memory limit
     (each process has its own rlimits; forked ones would multiply them)."""
-    limits: sandbox.Limits = cfg["limits"]
+    limits: Limits = cfg["limits"]
     usage = cfg["tree"].usage(cfg["cgroup"])
     watch.tree_cpu_s = max(watch.tree_cpu_s, usage.cpu_s)
     if usage.cpu_s > limits.program_budget_s:
@@ -254,7 +255,7 @@ def _drain(fd: int, waiting: list[int], relay: Relay) -> None:
             break
 
 
-def _classify(status: int, cpu_s: float, limits: sandbox.Limits, watch: Watch) -> str:
+def _classify(status: int, cpu_s: float, limits: Limits, watch: Watch) -> str:
     if watch.timed_out:
         return "wall_limit"
     if watch.stopped:
@@ -272,7 +273,7 @@ def _classify(status: int, cpu_s: float, limits: sandbox.Limits, watch: Watch) -
 def run_sandboxed(code: str, probe: Probe, cfg: dict[str, Any], base: Path, out: Any) -> Run:
     """Fork a sandboxed child for one program, relay its records to the evaluator
     (`out`: the protocol's streams), wait for it, clean up after it."""
-    limits: sandbox.Limits = cfg["limits"]
+    limits: Limits = cfg["limits"]
     scratch = sandbox.make_scratch(base, cfg["identity"])
     cfg = cfg | {"cgroup": cfg["tree"].start(limits)}
     r, w = os.pipe()

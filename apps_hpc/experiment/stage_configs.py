@@ -100,6 +100,9 @@ def eval_config(exp: Experiment, name: str, **overrides: Any) -> EvalConfig:
         apps=Path(fetched(exp, exp.apps, hub.DATASET)),
         out=exp.dir / "results" / f"{name}.jsonl",
         cache=exp.dir / "cache" / "verdicts",  # shared by both models and every re-run
+        limits=exp.eval.as_limits(),
+        all_tests=exp.eval.all_tests,
+        recheck_timeouts=exp.eval.recheck_timeouts,
     )
     return with_overrides(cfg, **overrides)
 

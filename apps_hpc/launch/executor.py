@@ -109,6 +109,8 @@ def slurm_parameters(
         params["mem"] = res.mem
     if res.gpus:
         params["gres"] = f"gpu:{res.gpus}"
+    if profile.array_parallelism:
+        params["array_parallelism"] = profile.array_parallelism
     if dependency:
         params["dependency"] = dependency
         params["additional_parameters"]["kill-on-invalid-dep"] = "yes"

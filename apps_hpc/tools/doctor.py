@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from apps_hpc.core.checks import Check
-from apps_hpc.core.config import REPO_ROOT
 from apps_hpc.provenance.identity import PACKAGE_DIR, installed
 
 LOCK = PACKAGE_DIR / "data" / "requirements-cp310.lock"  # package data
+VERSIONS = PACKAGE_DIR / "data" / "versions.env"  # flash-attn comes from its release, not the lock
 SHM_MIN_BYTES = 1 << 30  # vLLM/NCCL die with SIGBUS on a small /dev/shm
 PINNED = ("torch", "vllm", "deepspeed", "llamafactory", "transformers", "flash-attn")
 
@@ -122,7 +122,7 @@ def check_isolation() -> Check:
     )
 
 
-def _flash_attn_pin(path: Path = REPO_ROOT / "docker" / "versions.env") -> str | None:
+def _flash_attn_pin(path: Path = VERSIONS) -> str | None:
     """flash-attn is installed from its release wheel, not the lock: its pin is here."""
     if path.exists():
         for line in path.read_text().splitlines():

@@ -61,6 +61,13 @@ def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
         "prepare-set": ["prepare", "--config", "demo", "--set", "prepare.seed=x"],
         "sample-set": ["sample", "--model", "m", "--set", "sample.top_p=2"],
         "sample-temperature": ["sample", "--model", "m", "--temperature", "-3"],
+        "sample-top-p": ["sample", "--model", "m", "--top-p", "1.5"],
+        "eval-timeout": ["eval", "--samples", str(f["empty"]), *ev, "--timeout", "0"],
+        "eval-set-limit": ["eval", "--samples", "s", *ev, "--set", "eval.limits.memory_mb=3"],
+        "eval-set-unknown": ["eval", "--samples", "s", *ev, "--set", "eval.limits.memry_mb=9"],
+        "eval-set-not-eval": ["eval", "--samples", "s", *ev, "--set", "sample.n=3"],
+        "train-set-eval": ["train", "--config", "demo", "--set", "eval.limits.max_procs=0"],
+        "unknown-command": ["evaluate", "--samples", "s"],
         "pipeline-set": [
             "submit",
             "pipeline",

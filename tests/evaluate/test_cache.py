@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.cache import VerdictCache, encode, program_key
 from apps_hpc.evaluate.pool import ProgramResult
-from apps_hpc.evaluate.sandbox import Limits
 from tests.helpers import read_jsonl, run_cli
 
 WRONG = "print('no')"

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.evaluate.sandbox import Limits
 from tests.helpers import run_one
 
 DEFAULTS = Limits()  # what `apps-hpc eval` uses

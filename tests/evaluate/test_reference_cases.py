@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.evaluate.sandbox import Limits
 from tests.evaluate import model_style
 from tests.helpers import run_one
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
 from apps_hpc.evaluate.harness import lift_int_digits_limit, module_names
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
-from apps_hpc.evaluate.sandbox import Limits
 from apps_hpc.evaluate.semantics import PROGRAM_PACKAGES
 from tests.evaluate.test_isolation import ROOT
 from tests.helpers import apps_row, run_one

@@ -52,6 +52,23 @@ def test_resources_per_stage() -> None:
     assert params["additional_parameters"] == {"constraint": "a100", "kill-on-invalid-dep": "yes"}
     cpu = slurm_parameters(p, stage_resources("eval", p), "x", None)
     assert cpu["partition"] == "cpu" and "gres" not in cpu and cpu["additional_parameters"] == {}
+    assert "array_parallelism" not in cpu  # submitit's own default (no limit of ours)
+
+
+def test_array_parallelism_reaches_the_sbatch_array_line(tmp_path: Path) -> None:
+    import submitit
+
+    from apps_hpc.launch.slurm import sbatch_text
+
+    site = tmp_path / "site.yaml"
+    text = (REPO / "configs/clusters/slurm-default.yaml").read_text()
+    site.write_text(text.replace("array_parallelism: null", "array_parallelism: 1"))
+    p = load_profile(str(site))
+    params = slurm_parameters(p, stage_resources("sample", p), "x", None)
+    assert params["array_parallelism"] == 1
+    ex = submitit.SlurmExecutor(folder=tmp_path / "jobs")
+    ex.update_parameters(**params)
+    assert "#SBATCH --array=0-3%1" in sbatch_text(ex, 4)
 
 
 def test_resources_without_a_cpu_partition(tmp_path: Path) -> None:
