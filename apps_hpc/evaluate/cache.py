@@ -86,6 +86,7 @@ class VerdictCache:
         self._rechecked: set[str] = set()
         self._out: IO[str] | None = None
         self.hits = 0
+        self.not_stored = 0  # wall-clock timeouts: executed again next time
         self._load()
 
     def _load(self) -> None:
@@ -117,6 +118,7 @@ class VerdictCache:
 
     def put(self, key: str, result: ProgramResult, rechecked: bool = False) -> None:
         if not cacheable(result):
+            self.not_stored += 1
             return
         self.entries[key] = result
         if self._out is None:

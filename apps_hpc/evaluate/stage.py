@@ -306,7 +306,13 @@ class _Judged:
                 self.flips[pair] = self.flips.get(pair, 0) + 1
 
     def say(self, executed: int, reused: int) -> None:
-        log.info("verdict cache: %d programs executed, %d verdicts reused", executed, reused)
+        log.info(
+            "verdict cache: %d programs executed, %d verdicts reused, %d not stored "
+            "(timeouts the wall clock decided, executed again next time)",
+            executed,
+            reused,
+            self.cache.not_stored if self.cache is not None else 0,
+        )
         if self.cfg.recheck and self.cache is not None:
             changed = ", ".join(f"{a} -> {b}: {n}" for (a, b), n in sorted(self.flips.items()))
             log.warning(

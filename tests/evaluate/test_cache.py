@@ -157,3 +157,4 @@ def test_a_recheck_wins_and_wall_clock_timeouts_are_not_cached(tmp_path: Path) -
     cache.put("w", _result(Verdict.TIMEOUT, wall=True))
     cache.close()
     assert "w" not in cache.entries and "w" not in VerdictCache(tmp_path).entries
+    assert cache.not_stored == 1  # said in the log: a copy of it is executed again

@@ -124,8 +124,8 @@ def _sacct_times(ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
 def check_streamed_on_slurm(jobs: dict[str, Any], model: str, folder: Path) -> None:
     """SLURM was told to stream (the eval array's sbatch script depends on the sampling
     array with aftercorr) and did: from sacct, eval task i started at or after sampling
-    task i ended. (Whether judging then overlaps sampling depends on the shards ending
-    apart; the tiny model's end in the same second, so that is not asserted here.)"""
+    task i ended, and eval task 0 started before the last sampling task ended (the
+    profile runs one sampling task at a time, so the shards end apart)."""
     sample, judge = jobs[f"sample/{model}"]["ids"], jobs[f"eval/{model}"]["ids"]
     scripts = [p.read_text() for p in folder.glob("*_submission.sh")]
     (script,) = [s for s in scripts if f"--job-name=apps-hpc-eval-{model}" in s]
@@ -134,6 +134,10 @@ def check_streamed_on_slurm(jobs: dict[str, Any], model: str, folder: Path) -> N
     assert len(sample) == len(judge) == 2, (sample, judge)
     for s, e in zip(sample, judge, strict=True):
         assert times[e][0] >= times[s][1], (model, s, times[s], e, times[e])
+    last_sample_end = max(times[s][1] for s in sample)
+    ahead = (last_sample_end - times[judge[0]][0]).total_seconds()
+    print(f"{model}: eval task 0 started {ahead:.0f} s before the last sampling task ended")
+    assert ahead > 0, (model, {i: times[i] for i in sample + judge})
 
 
 @pytest.mark.slow
@@ -141,10 +145,16 @@ def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Pa
     """The demo pipeline on SLURM with 2 sampling shards (eval defaults to as many: it
     streams, `aftercorr`): sacct shows the order, and `status` both arrays' progress."""
     pytest.importorskip("llamafactory")
+    # slurm-default, one CPU per job and one task of an array at a time (sbatch
+    # --array=0-1%1): sampling task 1 runs while eval task 0 judges task 0's programs
+    profile = tmp_path / "one-at-a-time.yaml"
+    text = (REPO / "configs/clusters/slurm-default.yaml").read_text()
+    text = text.replace("array_parallelism: null", "array_parallelism: 1")
+    profile.write_text(text.replace("cpus_per_node: 2 ", "cpus_per_node: 1 "))
     _cli(
         *pipeline_args(tmp_path, tiny_model_dir, shared_apps),
         "--cluster",
-        "slurm-default",
+        str(profile),
         "--wait",
         "--sample-shards",
         "2",
