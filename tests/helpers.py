@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,6 +91,14 @@ def run_cli(
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120.0, poll_s: float = 0.5) -> None:
+    """Poll `predicate` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(poll_s)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ import yaml
 from apps_hpc.core.config import load_experiment, parse_sets
 from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.schedenv import expand_nodelist, first_host, rendezvous, scontrol_hostnames
-from apps_hpc.train.stage import launch_env, newest_checkpoint, render
+from apps_hpc.train import stage
+from apps_hpc.train.stage import CPU_SITE, launch_env, newest_checkpoint, render
 from tests.helpers import run_cli as _cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +112,51 @@ def test_one_process_without_deepspeed_skips_torchrun() -> None:
     assert "FORCE_TORCHRUN" not in env and env["NPROC_PER_NODE"] == "1"
     with_ds = load_experiment(EXP_YAML, parse_sets(["train.nproc_per_node=1"]))
     assert with_ds.train.deepspeed and launch_env(with_ds, {"PATH": "/usr/bin"})["FORCE_TORCHRUN"]
+
+
+# What transformers does on resuming a world of several CPU processes: the optimizer
+# loaded with map_location=args.device, which accelerate sets to torch.device("cpu", 0).
+LOAD_AT_CPU_0 = """
+import io, json, os, torch
+buf = io.BytesIO()
+torch.save({"state": {0: {"exp_avg": torch.arange(3.0)}}, "step": torch.tensor(2)}, buf)
+buf.seek(0)
+loaded = torch.load(buf, map_location=torch.device("cpu", 0))
+avg = loaded["state"][0]["exp_avg"]
+print(json.dumps([avg.tolist(), str(avg.device), os.environ.get("SITE_CHAINED")]))
+"""
+
+
+def test_a_cpu_world_of_two_loads_checkpoints_tagged_cpu_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sitecustomize that launch_env puts first on PYTHONPATH, run for real in a fresh
+    Python: torch.load to `cpu:0` works, and the site's own sitecustomize still runs."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos.environ['SITE_CHAINED'] = 'yes'\n")
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "0",
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(site),
+    }
+    exp = load_experiment(EXP_YAML, parse_sets(["train.nproc_per_node=1"]))
+    monkeypatch.setattr(stage, "_gpus", lambda: 0)
+    env = launch_env(exp, slurm)
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(CPU_SITE), str(site)]
+    assert launch_env(exp, env)["PYTHONPATH"] == env["PYTHONPATH"]  # once
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AT_CPU_0], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == [[0.0, 1.0, 2.0], "cpu", "yes"]
+    one = launch_env(exp, {"PATH": "/usr/bin", "PYTHONPATH": str(site)})  # one process
+    assert one["PYTHONPATH"] == str(site)
+    monkeypatch.setattr(stage, "_gpus", lambda: 2)  # GPUs: devices are cuda:N, left alone
+    assert launch_env(exp, slurm)["PYTHONPATH"] == str(site)
 
 
 NODE_LISTS = {

@@ -8,8 +8,9 @@ The rendered `llamafactory.yaml` is the shipped YAML with the paths filled in
 the overrides are also recorded in `overrides.json`. A distributed or DeepSpeed run uses
 `FORCE_TORCHRUN=1` with NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT from the SLURM job when
 there is one; a single process without DeepSpeed trains in llamafactory-cli's process. A requeued
-or re-run job resumes from the newest `checkpoint-*`. The loss plot and final metrics are
-copied into `<experiment>/report/`.
+or re-run job resumes from the newest `checkpoint-*`; a multi-process run without a GPU
+gets `cpu_site/` first on PYTHONPATH, whose sitecustomize lets torch load that checkpoint's
+`cpu:N` storages. The loss plot and final metrics are copied into `<experiment>/report/`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from apps_hpc.provenance.stamps import (
 )
 
 log = logging.getLogger(__name__)
+
+# Its sitecustomize.py lets a multi-process CPU run load a checkpoint (storages at `cpu:N`)
+CPU_SITE = Path(__file__).with_name("cpu_site")
 
 REPORT_FILES = (
     "training_loss.png",
@@ -126,24 +130,35 @@ def launch_env(exp: Experiment, environ: dict[str, str] | None = None) -> dict[s
         env["FORCE_TORCHRUN"] = "1"
     else:
         env.pop("FORCE_TORCHRUN", None)
+    if world_size(env) > 1 and _gpus() == 0:  # every training process runs its sitecustomize
+        env["PYTHONPATH"] = _in_front(str(CPU_SITE), env.get("PYTHONPATH", ""))
     return env
+
+
+def _in_front(entry: str, path: str) -> str:
+    """The search path `path` with `entry` first, once."""
+    rest = [p for p in path.split(os.pathsep) if p != entry] if path else []
+    return os.pathsep.join([entry, *rest])
 
 
 def needs_torchrun(exp: Experiment, env: dict[str, str]) -> bool:
     """Several processes, or DeepSpeed, go through torchrun; one process without DeepSpeed
     trains inside llamafactory-cli's own process (torchrun would start and import
     everything a second time: ~10 s of the CPU demo)."""
-    world = int(env.get("NNODES", "1") or 1) * int(env["NPROC_PER_NODE"])
-    return world > 1 or bool(exp.train.deepspeed)
+    return world_size(env) > 1 or bool(exp.train.deepspeed)
 
 
-def _local_devices() -> int:
+def _gpus() -> int:
     try:
         import torch
 
-        return torch.cuda.device_count() or 1
+        return torch.cuda.device_count()
     except ImportError:
-        return 1
+        return 0
+
+
+def _local_devices() -> int:
+    return _gpus() or 1
 
 
 def _load_base(exp: Experiment) -> dict[str, Any]:
@@ -155,7 +170,7 @@ def _load_base(exp: Experiment) -> dict[str, Any]:
 
 
 def world_size(env: dict[str, str]) -> int:
-    return int(env.get("NNODES", "1")) * int(env.get("NPROC_PER_NODE", "1"))
+    return int(env.get("NNODES", "1") or 1) * int(env.get("NPROC_PER_NODE", "1") or 1)
 
 
 def write_config(exp: Experiment, world: int = 1) -> Path:

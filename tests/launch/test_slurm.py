@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,15 @@ from typing import Any
 import pytest
 
 from apps_hpc.provenance.manifest import read_manifest
-from tests.helpers import CPU_EXPERIMENT, REPO, pipeline_args, read_jsonl, require, run_cli
+from tests.helpers import (
+    CPU_EXPERIMENT,
+    REPO,
+    pipeline_args,
+    read_jsonl,
+    require,
+    run_cli,
+    wait_for,
+)
 
 EXP = CPU_EXPERIMENT
 
@@ -55,13 +62,6 @@ def _samples(shared: Path, out: Path, slow: bool = False) -> Path:
 def _status(root: Path) -> dict[str, str]:
     out = _cli("status", str(root)).stdout.splitlines()[1:]
     return {line.split()[0]: line for line in out if line and not line.startswith("stage ")}
-
-
-def _wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
 
 
 def test_eval_job_array_on_real_rows(shared_apps: Path, tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_pipeline_on_slurm(tmp_path: Path, tiny_model_dir: Path, shared_apps: Pa
         status = _status(exp)
         return len(status) == 11 and all("COMPLETED" in line for line in status.values())
 
-    _wait_for(all_completed, timeout=60)
+    wait_for(all_completed, timeout=60)
     manifest = read_manifest(exp / "manifest.json")
     assert manifest["jobs"]["train"]["executor"] == "slurm"
     status = _status(exp)
@@ -221,9 +221,9 @@ def test_preempted_eval_task_requeues_and_resumes(shared_apps: Path, tmp_path: P
         "1",
     )
     job_id = r.stdout.split("eval: ")[1].split()[0]
-    _wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # preemption
-    _wait_for(lambda: "COMPLETED" in _status(tmp_path / "r")["eval"], timeout=240)
+    wait_for(lambda: "COMPLETED" in _status(tmp_path / "r")["eval"], timeout=240)
     ids = [rec["problem_id"] for rec in read_jsonl(out)]
     assert len(ids) == len(set(ids)) == 9  # nothing lost, nothing twice
     show = subprocess.run(
@@ -300,7 +300,7 @@ def test_sbatch_fallback_eval_array(shared_apps: Path, tmp_path: Path) -> None:
         ).stdout.split()
         return len(states) == 2 and all(s == "COMPLETED" for s in states)
 
-    _wait_for(done)
+    wait_for(done)
     assert sorted(r["problem_id"] for r in read_jsonl(out)) == [0, 1, 2, 3, 4, 5, 2303, 2365, 4136]
 
 
@@ -351,7 +351,7 @@ def test_sbatch_fallback_pipeline(tmp_path: Path, tiny_model_dir: Path, shared_a
     assert r.returncode == 0, r.stderr
     report_id = r.stdout.strip().split("report ")[-1]
     summary = tmp_path / "cpu" / "report" / "summary.md"
-    _wait_for(summary.exists, timeout=300)
+    wait_for(summary.exists, timeout=300)
     assert "| base | 9 (1/8/0) |" in summary.read_text()
     state = subprocess.run(
         ["sacct", "-n", "-X", "-o", "State", "-j", report_id], capture_output=True, text=True
