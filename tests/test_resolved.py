@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from apps_hpc.core.config import find_config, load_experiment, parse_sets
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.provenance.manifest import manifest_exists, read_manifest
 from apps_hpc.provenance.resolved import check_resolved
 from apps_hpc.tools.demo import BUNDLED_APPS
@@ -77,3 +79,19 @@ def test_demo_with_other_apps_after_a_demo_stops(shared_apps: Path, tmp_path: Pa
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     assert f"differs in apps ('{BUNDLED_APPS}' -> '{shared_apps}')" in r.stderr
+
+
+def test_a_key_added_since_experiment_yaml_was_written_counts_as_its_default(
+    shared_apps: Path, tmp_path: Path
+) -> None:
+    """An experiment.yaml written before a section existed (`eval`, `sample.*` keys added
+    later) is not "a config that differs": the new keys' defaults keep what ran."""
+    exp = load_experiment(_exp(tmp_path, shared_apps))
+    path = check_resolved(exp)
+    old = yaml.safe_load(path.read_text())
+    del old["eval"], old["sample"]["memory_utilization"]
+    path.write_text(yaml.safe_dump(old))
+    check_resolved(load_experiment(_exp(tmp_path, shared_apps)))  # no error
+    changed = load_experiment(_exp(tmp_path, shared_apps), parse_sets(["eval.all_tests=true"]))
+    with pytest.raises(AppsHpcError, match=r"differs in eval\.all_tests \(False -> True\)"):
+        check_resolved(changed)

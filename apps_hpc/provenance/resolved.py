@@ -40,6 +40,17 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in diff_keys(old, new) if k not in NO_RESULT_KEYS]
 
 
+def with_defaults(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with every key it lacks taken from `defaults`, section by section (pure)."""
+    out = dict(data)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(default, out[key])
+    return out
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -76,7 +87,9 @@ def check_resolved(exp: Experiment, force: bool = False, write: bool = True) -> 
         if write:
             _write(exp, path)
         return path
-    old = _read(path)
+    # a key that experiment.yaml lacks (written by an earlier apps-hpc, before the key
+    # existed) counts as its default: a new key's default keeps what the earlier one did
+    old = with_defaults(resolved(Experiment()), _read(path))
     keys = differences(old, new)
     if not keys:
         return path
