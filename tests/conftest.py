@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from apps_hpc.core.limits import Limits
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from tests.helpers import FAST_LIMITS, SHARED_APPS, require
 from tests.slurm_cluster import slurm_cluster, two_node_cluster  # noqa: F401  (fixtures)
@@ -32,6 +33,14 @@ def pool() -> Iterator[EvalPool]:
 @pytest.fixture(scope="module")
 def pool_all_tests() -> Iterator[EvalPool]:
     with EvalPool(PoolOptions(workers=1, limits=FAST_LIMITS, all_tests=True)) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def reference_pool() -> Iterator[EvalPool]:
+    """The pool the reference-agreement corpora run in: the reference's own limits, and
+    every test of a program (tests/evaluate/reference_corpus.py)."""
+    with EvalPool(PoolOptions(workers=2, limits=Limits(), all_tests=True)) as p:
         yield p
 
 

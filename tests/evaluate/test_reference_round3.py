@@ -22,32 +22,22 @@ import pytest
 
 from apps_hpc.core.limits import Limits
 from apps_hpc.core.schema import Verdict
-from apps_hpc.evaluate.harness import lift_int_digits_limit, module_names
+from apps_hpc.evaluate.harness import module_names
 from apps_hpc.evaluate.pool import EvalPool, PoolOptions
 from apps_hpc.evaluate.semantics import PROGRAM_PACKAGES
+from tests.evaluate.reference_corpus import evaluate_case, load_cases
 from tests.evaluate.test_isolation import ROOT
 from tests.helpers import apps_row, run_one
 from tests.unprivileged import NOBODY, unprivileged_command
 
-DATA = Path(__file__).parents[1] / "data" / "reference_round3.json"
-CASES: list[dict[str, Any]] = json.loads(DATA.read_text())["cases"]
-
-
-@pytest.fixture(scope="module")
-def reference_pool() -> Iterator[EvalPool]:
-    with EvalPool(PoolOptions(workers=2, limits=Limits(), all_tests=True)) as p:
-        yield p
+CASES = load_cases("reference_round3")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_program_gets_the_recorded_reference_results(
     reference_pool: EvalPool, case: dict[str, Any]
 ) -> None:
-    lift_int_digits_limit()  # an expected output of 8,001 digits
-    tests = json.loads(case["input_output"])
-    r = run_one(
-        reference_pool, case["code"], tests["inputs"], tests["outputs"], tests.get("fn_name")
-    )
+    r = evaluate_case(reference_pool, case)
     assert r.tests == case["results"], (r.detail, r.failure)
 
 
