@@ -75,7 +75,7 @@ class SampleConfig:
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AppsHpcError(f"{path}: no such prompts file (run `apps-hpc prepare`)")
     prompts = []
     for lineno, rec in iter_jsonl(path):
