@@ -180,3 +180,22 @@ def test_a_path_that_is_not_a_regular_file_is_refused_without_blocking(
         with pytest.raises(AppsHpcError) as err:
             read(path)
         assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["not-json", "fifo", "folder", "deep"])
+def test_a_bad_manifest_update_is_one_error_naming_it(tmp_path: Path, kind: str) -> None:
+    from apps_hpc.provenance.manifest import read_manifest, update_manifest
+
+    manifest = tmp_path / "manifest.json"
+    update_manifest(manifest, ["jobs", "a"], {"id": 1})
+    bad = tmp_path / "manifest.d" / "99999999999999999999-x.json"
+    if kind == "fifo":
+        os.mkfifo(bad)  # reading it would wait for a writer for ever
+    elif kind == "folder":
+        bad.mkdir()
+    else:
+        bad.write_text('{"keys": ["a"], "value": 1' if kind == "not-json" else "[" * 10_000)
+    with pytest.raises(AppsHpcError) as err:
+        read_manifest(manifest)
+    assert str(err.value).startswith(f"{bad}: ") and "\n" not in str(err.value)
+    assert isinstance(err.value, ValueError)  # what the readers of manifests catch

@@ -92,7 +92,7 @@ def check_regular(path: Path, what: str) -> None:
         raise AppsHpcError(f"{path}: not a regular file (a FIFO, socket or device), not a {what}")
 
 
-def open_regular(path: Path) -> IO[bytes]:
+def open_regular(path: Path, what: str = "JSON Lines file") -> IO[bytes]:
     """`path` opened for reading in binary, refused unless it is a regular file. The
     check is made on the open file (O_NONBLOCK: opening a FIFO does not wait for a
     writer), so a path swapped between a check and the open is caught too."""
@@ -104,7 +104,7 @@ def open_regular(path: Path) -> IO[bytes]:
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
-        raise AppsHpcError(f"{path}: {kind}, not a JSON Lines file")
+        raise AppsHpcError(f"{path}: {kind}, not a {what}")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
