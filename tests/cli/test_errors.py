@@ -47,6 +47,7 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
         "latin1_yaml": tmp / "latin1.yaml",
         "deep_rows": tmp / "test-deep.jsonl",
         "locked": tmp / "locked.jsonl",
+        "prompts": tmp / "prompts.jsonl",
     }
     files["empty"].write_text("")
     files["no_codes"].write_text(json.dumps({**sample, "codes": []}) + "\n")
@@ -75,6 +76,7 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
     row = json.loads((shared / "test-sample.jsonl").read_text().splitlines()[0])
     files["deep_rows"].write_text(json.dumps({**row, "input_output": "[" * 10_000}) + "\n")
     files["locked"].write_text(json.dumps(ok) + "\n")
+    files["prompts"].write_text(json.dumps({**sample, "prompt": "hi"}) + "\n")
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}
     (tmp / "locked.jsonl.lock").write_text(json.dumps(holder) + "\n")
     return files
@@ -186,6 +188,17 @@ def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
             str(f["empty"]),
         ],
         "report-being-written": ["report", str(f["locked"]), "--no-plot"],
+        "sample-model-not-a-model": [
+            "sample",
+            "--model",
+            str(tmp),
+            "--engine",
+            "transformers",
+            "--prompts",
+            str(f["prompts"]),
+            "--out",
+            str(tmp / "s.jsonl"),
+        ],
     }
 
 
@@ -213,6 +226,7 @@ CASES = list(
                 "latin1_yaml",
                 "deep_rows",
                 "locked",
+                "prompts",
             )
         },
     )
