@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
-from apps_hpc.core.errors import DataError
+from apps_hpc.core.errors import AppsHpcError, DataError
 from apps_hpc.core.jsonl import AppendLog, complete_records, iter_jsonl
 from apps_hpc.core.records import read_results, read_samples
 
@@ -127,3 +128,74 @@ def test_malformed_failures_name_the_field(tmp_path: Path, failures: object, fie
     path.write_text(_result_line(failures=failures))
     with pytest.raises(DataError, match=rf"r.jsonl:1: field '{field}'"):
         read_results(path)
+
+
+# --- hostile lines: each is one DataError naming the file, the line and the field ---------
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "problem"),
+    [
+        ('{"a": 1, "b": 2, "a": 3}', "a", "the key appears twice"),
+        ('{"a": {"b": 1, "b": 1}}', "b", "the key appears twice"),
+        ('{"a": NaN}', "<row>", "NaN is not JSON"),
+        ('{"a": [Infinity]}', "<row>", "Infinity is not JSON"),
+        ('{"a": -Infinity}', "<row>", "-Infinity is not JSON"),
+        ("[" * 10_000 + "]" * 10_000, "<row>", "invalid JSON (nested too deeply)"),
+        ('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}", "<row>", "nested too deeply"),
+    ],
+)
+def test_a_line_json_would_take_but_is_not_one_record_is_refused(
+    tmp_path: Path, line: str, field: str, problem: str
+) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"ok": 1}\n' + line + "\n")
+    with pytest.raises(DataError) as err:
+        list(iter_jsonl(path))
+    assert (err.value.line, err.value.field) == (2, field) and problem in err.value.problem
+    assert str(err.value).count("\n") == 0
+
+
+def test_a_byte_order_mark_before_the_first_line_is_no_part_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n')
+    assert list(iter_jsonl(path)) == [(1, {"a": 1}), (2, {"a": 2})]
+    path.write_bytes(b'{"a": 1}\n\xef\xbb\xbf{"a": 2}\n')  # elsewhere it is damage
+    with pytest.raises(DataError, match=r"s\.jsonl:2: field '<row>': invalid JSON"):
+        list(iter_jsonl(path))
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "loop"])
+def test_a_path_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "r.jsonl"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+    else:
+        path.symlink_to(path)
+    for read in (read_results, read_samples, lambda p: list(iter_jsonl(p)), AppendLog):
+        with pytest.raises(AppsHpcError) as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["not-json", "fifo", "folder", "deep"])
+def test_a_bad_manifest_update_is_one_error_naming_it(tmp_path: Path, kind: str) -> None:
+    from apps_hpc.provenance.manifest import read_manifest, update_manifest
+
+    manifest = tmp_path / "manifest.json"
+    update_manifest(manifest, ["jobs", "a"], {"id": 1})
+    bad = tmp_path / "manifest.d" / "99999999999999999999-x.json"
+    if kind == "fifo":
+        os.mkfifo(bad)  # reading it would wait for a writer for ever
+    elif kind == "folder":
+        bad.mkdir()
+    else:
+        bad.write_text('{"keys": ["a"], "value": 1' if kind == "not-json" else "[" * 10_000)
+    with pytest.raises(AppsHpcError) as err:
+        read_manifest(manifest)
+    assert str(err.value).startswith(f"{bad}: ") and "\n" not in str(err.value)
+    assert isinstance(err.value, ValueError)  # what the readers of manifests catch

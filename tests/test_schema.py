@@ -136,3 +136,47 @@ def test_cli_options_take_type_bounds_default_and_help_from_the_schema() -> None
     top_p = option("sample", "top_p")
     assert (top_p.type.min, top_p.type.max, top_p.type.min_open) == (0, 1, True)  # type: ignore[attr-defined]
     assert "default 0.95" in top_p.help  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "sample:\n  n: 3\nsample:\n  seed: 1\n",
+            "e.yaml:3:1: not valid YAML: key 'sample' appears twice",
+        ),
+        ("sample:\n  n: 3\n  n: 4\n", "e.yaml:3:3: not valid YAML: key 'n' appears twice"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "e.yaml: not valid YAML: nested too deeply"),
+        (
+            "x: &x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                for p, n in zip("xyzuvw", "yzuvwt", strict=True)
+            ),
+            "e.yaml: its aliases (*name) expand to more than 100,000 values",
+        ),
+        (
+            "name: !!python/object/apply:os.system ['true']\n",
+            "not valid YAML: could not determine a constructor",
+        ),
+    ],
+)
+def test_a_yaml_that_loads_but_is_not_one_config_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "e.yaml"
+    path.write_text(text)
+    with pytest.raises(AppsHpcError) as err:
+        load_experiment(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_yaml_merge_keys_may_be_overridden_and_a_bom_or_crlf_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "e.yaml"
+    path.write_bytes(b"\xef\xbb\xbfsample: &s\r\n  n: 2\r\n  seed: 7\r\n")
+    assert load_experiment(path).sample.n == 2
+    path.write_text("name: x\nsample:\n  <<: {n: 2, seed: 7}\n  n: 3\n")
+    assert (load_experiment(path).sample.n, load_experiment(path).sample.seed) == (3, 7)
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(AppsHpcError, match=r"e\.yaml: not UTF-8 text \(byte 9\)"):
+        load_experiment(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError, DataError
-from apps_hpc.core.jsonl import iter_jsonl
+from apps_hpc.core.jsonl import check_regular, iter_jsonl
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 SPLITS = ("train", "test")
@@ -70,10 +70,12 @@ def _parse_json_field(row: dict[str, Any], name: str, where: tuple[str, int]) ->
         return None
     if not isinstance(text, str):
         raise DataError(*where, name, f"expected a JSON string, got {type(text).__name__}")
-    try:
+    try:  # json.loads as the reference harness (NaN and a key twice are taken)
         return json.loads(text)
     except ValueError as exc:
         raise DataError(*where, name, f"invalid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(*where, name, "invalid JSON (nested too deeply)") from None
 
 
 def _tests_of(row: dict[str, Any], where: tuple[str, int]) -> tuple[str | None, list, list]:
@@ -87,7 +89,10 @@ def _tests_of(row: dict[str, Any], where: tuple[str, int]) -> tuple[str | None, 
         raise DataError(*where, "input_output", "'inputs' and 'outputs' must be lists")
     if len(inputs) != len(outputs):
         raise DataError(*where, "input_output", f"{len(inputs)} inputs but {len(outputs)} outputs")
-    return io.get("fn_name"), inputs, outputs
+    fn_name = io.get("fn_name")
+    if fn_name is not None and not isinstance(fn_name, str):
+        raise DataError(*where, "input_output", f"'fn_name' must be a string, got {fn_name!r}")
+    return fn_name, inputs, outputs
 
 
 def _solutions_of(row: dict[str, Any], where: tuple[str, int]) -> list[str]:
@@ -106,10 +111,16 @@ def _problem_id_of(row: dict[str, Any], where: tuple[str, int]) -> int:
     return pid
 
 
+_TEXTS = ("question", "starter_code", "url")  # strings; null or absent is ""
+
+
 def parse_row(row: Any, split: str, where: tuple[str, int]) -> Problem:
     """One codeparrot row -> Problem; DataError names file, line and field on bad input."""
     if not isinstance(row, dict):
         raise DataError(*where, "<row>", "expected a JSON object")
+    for name in _TEXTS:
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise DataError(*where, name, f"expected a string, got {type(row[name]).__name__}")
     difficulty = row.get("difficulty")
     if difficulty not in DIFFICULTIES:
         raise DataError(
@@ -156,14 +167,20 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise AppsHpcError(
             f"{path}: reading parquet needs pyarrow (pip install 'apps-hpc[parquet]')"
         ) from None
-    yield from enumerate(pq.read_table(path).to_pylist(), 1)
+    import pyarrow as pa
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:  # not parquet, truncated, unreadable
+        raise AppsHpcError(f"{path}: not a readable parquet file ({exc})") from None
+    yield from enumerate(rows, 1)
 
 
 def _files_in(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise AppsHpcError(f"{path}: no such file or directory")
+        check_regular(path, "file or folder of APPS rows")  # says why: missing, a FIFO, a loop
     files = sorted(
         p
         for p in path.iterdir()

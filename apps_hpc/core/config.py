@@ -161,10 +161,54 @@ def eval_settings(sets: list[tuple[str, Any]]) -> EvalSection:
     return check(data, "--set").eval
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (no tags that build Python objects), refusing a key written twice
+    in one mapping: PyYAML keeps the last silently, so a second `sample:` section would
+    replace the first whole."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base`: its keys may be overridden here, as YAML means
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, str | int | float | bool):
+                continue  # an unhashable key: SafeLoader's own error says it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_YAML_VALUES = 100_000  # a config holds hundreds; aliases may make billions (a "bomb")
+
+
+def _count_values(data: Any, budget: int) -> int:
+    """The values of `data` with every alias expanded, counted up to `budget` + 1."""
+    count, stack = 0, [data]
+    while stack and count <= budget:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file holding a mapping; a syntax error names the file, line and column."""
+    """A YAML file holding a mapping; a syntax error names the file, line and column.
+    Refused too: a key twice in one mapping, text that is not UTF-8, nesting too deep,
+    and aliases that expand to more than MAX_YAML_VALUES values."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise AppsHpcError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise AppsHpcError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -172,6 +216,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise AppsHpcError(f"{at}: not valid YAML: {what}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise AppsHpcError(f"{path}: expected a mapping at the top level")
+    if _count_values(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise AppsHpcError(
+            f"{path}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
+            "write the values out"
+        )
     return data
 
 

@@ -16,15 +16,16 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
-def write_atomic(path: Path, text: str, *, durable: bool = True) -> Path:
-    """Write `text` to `path` through a unique temporary file and `os.replace`: readers
+def write_atomic(path: Path, text: str | bytes, *, durable: bool = True) -> Path:
+    """Write `text` (or bytes) to `path` through a unique temporary file and `os.replace`: readers
     see the old file or the new one, never half of one; concurrent writers never share a
     temporary file, so the last rename wins and none fails. With `durable`, the data is
     fsync'ed before the rename, so a crash cannot leave an empty file under the name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        binary = isinstance(text, bytes)
+        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             fh.write(text)
             if durable:
                 fh.flush()

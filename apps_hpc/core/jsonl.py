@@ -13,11 +13,12 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from apps_hpc.core.errors import DataError
+from apps_hpc.core.errors import AppsHpcError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,81 @@ class TornLine:
     offset: int
 
 
-def _decoded(path: Path, lineno: int, raw: bytes) -> Any:
+class _Refused(ValueError):
+    """A line that json.loads would take but that is not one record: a key twice, or a
+    NaN / Infinity literal (not JSON: other readers refuse them)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(key, "the key appears twice in one object (which value is meant?)")
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused("<row>", f"{name} is not JSON (write null, or a string)")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def loads_strict(text: str) -> Any:
+    """json.loads, but a key twice in one object, NaN / Infinity, or nesting too deep for
+    the parser is a ValueError (an _Refused naming the key when there is one)."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _decoded(path: Path, lineno: int, raw: bytes) -> Any:
+    try:  # a UTF-8 byte order mark (Windows tools write one) is no part of the first line
+        return loads_strict(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
+    except _Refused as exc:
+        return DataError(path, lineno, exc.field, str(exc))
     except ValueError as exc:  # UnicodeDecodeError included
         return DataError(path, lineno, "<row>", f"invalid JSON ({exc})")
+
+
+def check_regular(path: Path, what: str) -> None:
+    """Refuse, in one line, a `what` path that is not a regular file: missing, a folder,
+    a FIFO or device (reading one would block or never end), a symlink loop."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AppsHpcError(f"{path}: no such {what}") from None
+    except OSError as exc:  # a symlink loop, a component that is not a folder
+        raise AppsHpcError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise AppsHpcError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise AppsHpcError(f"{path}: not a regular file (a FIFO, socket or device), not a {what}")
+
+
+def open_regular(path: Path, what: str = "JSON Lines file") -> IO[bytes]:
+    """`path` opened for reading in binary, refused unless it is a regular file. The
+    check is made on the open file (O_NONBLOCK: opening a FIFO does not wait for a
+    writer), so a path swapped between a check and the open is caught too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise AppsHpcError(f"{path}: cannot read it: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        raise AppsHpcError(f"{path}: {kind}, not a {what}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def iter_jsonl(
@@ -54,7 +125,7 @@ def iter_jsonl(
     damage)."""
     pending: TornLine | None = None
     offset = 0
-    with path.open("rb") as fh:  # binary: b"\n" alone ends a line
+    with open_regular(path) as fh:  # binary: b"\n" alone ends a line
         for lineno, raw in enumerate(fh, 1):
             start, offset = offset, offset + len(raw)
             if not raw.strip():
@@ -87,7 +158,7 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of `path` (none when it is absent), read as an append log that a
     writer may still hold: a torn last line is not done yet; a bad line before others is
     a DataError. Read-only: for checks, not for resuming."""
-    if not path.is_file():
+    if not path.exists():
         return []
     return [rec for _, rec in iter_jsonl(path, on_torn=lambda torn: None) if isinstance(rec, dict)]
 
@@ -128,8 +199,9 @@ class AppendLog:
         self._recover()
 
     def _recover(self) -> None:
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return
+        check_regular(self.path, "JSON Lines file")
         torn: list[TornLine] = []
         self.records = list(iter_jsonl(self.path, on_torn=torn.append))
         if torn:

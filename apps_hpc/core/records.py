@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from apps_hpc.core.errors import AppsHpcError, DataError
-from apps_hpc.core.jsonl import iter_jsonl
+from apps_hpc.core.errors import DataError
+from apps_hpc.core.jsonl import check_regular, iter_jsonl
 from apps_hpc.core.schema import PromptRecord, ResultRecord, SampleRecord, first_problem
 
 _PROMPT = TypeAdapter(PromptRecord)
@@ -87,14 +87,15 @@ def parse_result(rec: Any, where: tuple[str, int]) -> ResultRecord:
 
 def read_samples(path: str | Path) -> list[SampleRecord]:
     path = Path(path)
-    if not path.is_file():
-        raise AppsHpcError(f"{path}: no such samples file")
+    check_regular(path, "samples file")
     model = path.stem
     return [parse_sample(rec, (str(path), n), model) for n, rec in iter_jsonl(path)]
 
 
-def read_results(path: str | Path) -> list[ResultRecord]:
+def read_results(path: str | Path, growing: bool = False) -> list[ResultRecord]:
+    """The records of a results file. `growing`: a writer still appends to it (it holds
+    the lock), so a torn last line is its record in progress, left out."""
     path = Path(path)
-    if not path.is_file():
-        raise AppsHpcError(f"{path}: no such results file")
-    return [parse_result(rec, (str(path), n)) for n, rec in iter_jsonl(path)]
+    check_regular(path, "results file")
+    on_torn = (lambda torn: None) if growing else None
+    return [parse_result(rec, (str(path), n)) for n, rec in iter_jsonl(path, on_torn=on_torn)]

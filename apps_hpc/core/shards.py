@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,13 @@ def output_paths(out: Path, what: str) -> tuple[Path, Path]:
         merged, folder = out.parent / f"{out.name}.jsonl", out
     if merged.is_dir():
         raise AppsHpcError(f"--out {out}: {merged} is a folder, not a {what} file")
+    try:
+        if not stat.S_ISREG(merged.stat().st_mode):  # a FIFO would block, a device never end
+            raise AppsHpcError(f"--out {out}: {merged} is not a regular file (a FIFO or device)")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # a symlink loop
+        raise AppsHpcError(f"--out {out}: {merged}: {exc.strerror}") from None
     if folder.exists() and not folder.is_dir():
         raise AppsHpcError(f"--out {out}: {folder} (the shard folder) is a file")
     return merged, folder

@@ -92,7 +92,11 @@ class VerdictCache:
     def _load(self) -> None:
         if not self.folder.is_dir():
             return
-        files = sorted(self.folder.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+        found = list(self.folder.glob("*.jsonl"))
+        odd = [p for p in found if not p.is_file()]  # a folder, FIFO or dangling link
+        if odd:
+            log.warning("%s: %d entries that are not regular files left out", self.folder, len(odd))
+        files = sorted((p for p in found if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
         for path in files:
             self._load_file(path)
 

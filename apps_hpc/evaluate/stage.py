@@ -18,6 +18,7 @@ from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
 from apps_hpc.core.jsonl import AppendLog, complete_records, dump_line
 from apps_hpc.core.limits import Limits
+from apps_hpc.core.lock import OutputLock
 from apps_hpc.core.records import problem_key, read_samples
 from apps_hpc.core.schedenv import cpus_granted
 from apps_hpc.core.schema import ResultRecord, SampleRecord, Verdict
@@ -231,12 +232,15 @@ def evaluate(cfg: EvalConfig) -> Path:
     """Evaluate every problem of `cfg.samples` not already in the results with the same
     provenance; return the results file (with a shard: the merged file once every shard
     is complete, else the shard's file)."""
-    keys, pending = _inputs(cfg)
+    if cfg.cache is not None and cfg.cache.exists() and not cfg.cache.is_dir():
+        raise AppsHpcError(f"--cache {cfg.cache}: not a folder (the verdict cache is one)")
     out = shard_path(cfg.out, cfg.shard) if cfg.shard else cfg.out
-    results, kept = _reuse(AppendLog(out), pending)
-    todo = [p for p in pending if p.sample.key not in kept]
-    log.info("%d problems already in %s, %d to do", len(kept), out, len(todo))
-    _run(cfg, todo, results)
+    with OutputLock(out):  # a second eval of the same --out is refused, not doubled
+        keys, pending = _inputs(cfg)
+        results, kept = _reuse(AppendLog(out), pending)
+        todo = [p for p in pending if p.sample.key not in kept]
+        log.info("%d problems already in %s, %d to do", len(kept), out, len(todo))
+        _run(cfg, todo, results)
     merged = _merge_keys(cfg, keys)
     if cfg.shard is None or merged is None or shard_status(cfg.out.with_suffix(""), merged):
         return out

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apps_hpc.core.errors import AppsHpcError
 from apps_hpc.core.files import write_atomic
+from apps_hpc.core.jsonl import open_regular
 
 _COUNTER = itertools.count()
 
@@ -47,11 +49,23 @@ def apply_update(data: dict[str, Any], keys: list[str], value: Any) -> dict[str,
     return data
 
 
+class ManifestError(AppsHpcError, ValueError):
+    """A manifest file or update that is not JSON, or not a regular file: named, in one
+    line (a ValueError too, as the callers that read manifests catch)."""
+
+
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
+    try:
+        with open_regular(path, "JSON file") as fh:  # a FIFO here is refused, not waited on
+            return json.loads(fh.read().decode("utf-8"))
+    except AppsHpcError as exc:
+        raise ManifestError(str(exc)) from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ManifestError(f"{path}: not valid JSON ({exc}); delete or fix this file") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
 from apps_hpc.provenance.stamps import file_digest
 from apps_hpc.report.experiment import experiment_manifest, read_experiment
 from apps_hpc.report.load import ModelResults, load_models
@@ -73,7 +74,7 @@ def write_page(out: Path, data: dict[str, Any], models: list[ModelResults]) -> P
     title = f"apps-hpc report: {files.folder.name if files.folder else out.resolve().parent.name}"
     page = render(PageInput(title, data, models, files, images, loss_curve_png(files.trainer_log)))
     path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page, durable=False)
     return path
 
 
@@ -101,8 +102,8 @@ def report(cfg: ReportConfig) -> Path:
         data["planned_vs_measured"] = planned
     out = cfg.folder
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(markdown(data), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / "summary.md", markdown(data), durable=False)
+    write_atomic(out / "summary.json", json.dumps(data, indent=2) + "\n", durable=False)
     if cfg.plot:
         plot_pass_at_k(data, out / "pass_at_k.png")
     if cfg.page:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.lock import live_holder
 from apps_hpc.core.records import ProblemKey, problem_key, read_results
 from apps_hpc.core.schema import ResultRecord
 
@@ -119,19 +120,32 @@ def check_ks(model: ModelResults, ks: tuple[int, ...]) -> None:
                 )
 
 
-def read_models(paths: list[Path]) -> list[ModelResults]:
+def _being_written(path: Path, allow_partial: bool) -> str | None:
+    """A results file an eval still writes (it holds the file's lock) is refused: its
+    pass@k would be over the problems done so far. With allow_partial, the note."""
+    holder = live_holder(path)
+    if holder is None:
+        return None
+    what = f"{path}: still being written by an eval ({holder})"
+    if not allow_partial:
+        raise AppsHpcError(f"{what}; report when it ends, or {PARTIAL_HINT} (what is done so far)")
+    return f"{what}; the problems done so far"
+
+
+def read_models(paths: list[Path], allow_partial: bool = False) -> list[ModelResults]:
     """One entry per (file, model); a model name seen twice gets its file stem added."""
     models: list[ModelResults] = []
     for path in paths:
+        partial = _being_written(path, allow_partial)
         by_model: dict[str, list[ResultRecord]] = {}
-        for rec in read_results(path):
+        for rec in read_results(path, growing=partial is not None):
             by_model.setdefault(rec.model, []).append(rec)
         if not by_model:
             raise AppsHpcError(f"{path}: no results in this file")
         names = {m.name for m in models}
         for model, recs in by_model.items():
             name = model if model not in names else f"{model} ({path.stem})"
-            models.append(ModelResults(name, path, recs))
+            models.append(ModelResults(name, path, recs, [partial] if partial else []))
     return models
 
 
@@ -139,7 +153,7 @@ def load_models(
     paths: list[Path], ks: tuple[int, ...], allow_partial: bool = False
 ) -> tuple[list[ModelResults], list[str]]:
     """The models of `paths`, checked; and the notes of what `allow_partial` let through."""
-    models = read_models(paths)
+    models = read_models(paths, allow_partial)
     for model in models:
         _refuse_duplicates(model, allow_partial)
         _refuse_empty(model, allow_partial)

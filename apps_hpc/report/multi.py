@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from apps_hpc.core.errors import AppsHpcError
+from apps_hpc.core.files import write_atomic
 from apps_hpc.report.load import PARTIAL_HINT, ModelResults, load_models, problem_set_difference
 from apps_hpc.report.stats import Bootstrap
 from apps_hpc.report.summary import GROUPS, model_summary
@@ -141,7 +142,7 @@ def aggregate(cfg: AggregateConfig) -> Path:
     data = experiment_rows(cfg)
     out = cfg.out or Path("report-aggregate")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(markdown(data), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (out / "index.html").write_text(html_page(data, out), encoding="utf-8")
+    write_atomic(out / "summary.md", markdown(data), durable=False)
+    write_atomic(out / "summary.json", json.dumps(data, indent=2) + "\n", durable=False)
+    write_atomic(out / "index.html", html_page(data, out), durable=False)
     return out

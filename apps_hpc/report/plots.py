@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from apps_hpc.core.files import write_atomic
 from apps_hpc.report.summary import GROUPS
 
 
@@ -48,8 +49,10 @@ def plot_pass_at_k(data: dict[str, Any], path: Path) -> None:
     axes[0][0].set_ylabel("pass@k (bars: 95% bootstrap CI)")
     axes[0][0].legend(loc="upper left", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buffer.getvalue(), durable=False)  # whole, even with two reports at once
 
 
 def loss_curve_png(trainer_log: list[dict[str, Any]]) -> bytes | None:

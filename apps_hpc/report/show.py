@@ -122,6 +122,13 @@ def show_problem(
     records = [r for r in read_results(results) if (r.split, r.problem_id) == (split, problem_id)]
     if not records:
         raise AppsHpcError(f"{results}: problem {split}/{problem_id} is not in it")
+    models = [r.model for r in records]
+    twice = sorted({m for m in models if models.count(m) > 1})
+    if twice:  # which of the lines is the verdict? as report, show refuses to guess
+        raise AppsHpcError(
+            f"{results}: problem {split}/{problem_id} of model {twice[0]!r} appears "
+            f"{models.count(twice[0])} times (two runs wrote this file?)"
+        )
     sample_recs = read_samples(samples) if samples is not None else None
     parts = []
     for rec in records:

@@ -75,7 +75,7 @@ class SampleConfig:
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AppsHpcError(f"{path}: no such prompts file (run `apps-hpc prepare`)")
     prompts = []
     for lineno, rec in iter_jsonl(path):
@@ -303,6 +303,8 @@ def sample(cfg: SampleConfig) -> Path:
     # The model folder, or a hub id's fetched snapshot (offline): checked before anything.
     cfg = replace(cfg, model=str(hub.local(cfg.model, hub.MODEL)))
     read_prompts(cfg.prompts)  # an empty or missing prompts file stops before any work
+    if not (Path(cfg.model) / "config.json").is_file():  # else a loader's traceback
+        raise AppsHpcError(f"{cfg.model}: not a model folder (it has no config.json)")
     cfg.out.mkdir(parents=True, exist_ok=True)
     _write_sampling(cfg)
     if cfg.gpus == "all" and cfg.shard is None and array_task() is None:

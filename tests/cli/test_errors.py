@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,17 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
         "profile": tmp / "site.yaml",
         "shards": tmp / "shards",
         "test_rows": shared / "test-sample.jsonl",
+        "deep": tmp / "deep.jsonl",
+        "dup_key": tmp / "dup-key.jsonl",
+        "nan": tmp / "nan.jsonl",
+        "fifo": tmp / "fifo.jsonl",
+        "twice": tmp / "twice.jsonl",
+        "dup_yaml": tmp / "dup.yaml",
+        "bomb_yaml": tmp / "bomb.yaml",
+        "latin1_yaml": tmp / "latin1.yaml",
+        "deep_rows": tmp / "test-deep.jsonl",
+        "locked": tmp / "locked.jsonl",
+        "prompts": tmp / "prompts.jsonl",
     }
     files["empty"].write_text("")
     files["no_codes"].write_text(json.dumps({**sample, "codes": []}) + "\n")
@@ -47,6 +59,26 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
     files["profile"].write_text(profile.replace("time: 60 ", "time: 4h "))
     files["shards"].mkdir()
     (files["shards"] / "shard-00000-of-00002.jsonl").write_text("")
+    ok = {**result, "n": 1, "c": 1, "verdicts": ["pass"]}
+    files["deep"].write_text("[" * 10_000 + "]" * 10_000 + "\n")
+    files["dup_key"].write_text(json.dumps(ok)[:-1] + ', "problem_id": 7}\n')
+    files["nan"].write_text(json.dumps(ok)[:-1] + ', "seconds": NaN}\n')
+    os.mkfifo(files["fifo"])
+    files["twice"].write_text(
+        json.dumps(ok) + "\n" + json.dumps({**ok, "c": 0, "verdicts": ["timeout"]}) + "\n"
+    )
+    files["dup_yaml"].write_text("sample:\n  n: 3\nsample:\n  seed: 1\n")
+    aliases = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for before, name in zip("abcdefg", "bcdefgh", strict=True):  # 10**8 values, expanded
+        aliases.append(f"{name}: &{name} [{', '.join([f'*{before}'] * 10)}]")
+    files["bomb_yaml"].write_text("train:\n  overrides:\n" + "".join(f"    {x}\n" for x in aliases))
+    files["latin1_yaml"].write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    row = json.loads((shared / "test-sample.jsonl").read_text().splitlines()[0])
+    files["deep_rows"].write_text(json.dumps({**row, "input_output": "[" * 10_000}) + "\n")
+    files["locked"].write_text(json.dumps(ok) + "\n")
+    files["prompts"].write_text(json.dumps({**sample, "prompt": "hi"}) + "\n")
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}
+    (tmp / "locked.jsonl.lock").write_text(json.dumps(holder) + "\n")
     return files
 
 
@@ -121,6 +153,52 @@ def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
         "config-missing": ["experiment-path", "--config", str(tmp / "missing.yaml")],
         "tiny-model-unwritable": ["tiny-model", "--out", "/proc/apps-hpc-cannot-write-here"],
         "train-profile-as-config": ["train", "--config", str(f["profile"])],
+        "report-deep-json": ["report", str(f["deep"]), "--no-plot"],
+        "report-duplicate-key": ["report", str(f["dup_key"]), "--no-plot"],
+        "show-nan": ["show", str(f["nan"]), "--problem", "0"],
+        "report-fifo": ["report", str(f["fifo"]), "--no-plot"],
+        "eval-out-fifo": [
+            "eval",
+            "--samples",
+            str(f["no_codes"]),
+            "--apps",
+            apps,
+            "--out",
+            str(f["fifo"]),
+        ],
+        "show-problem-twice": ["show", str(f["twice"]), "--problem", "0"],
+        "yaml-duplicate-section": ["experiment-path", "--config", str(f["dup_yaml"])],
+        "yaml-alias-bomb": ["experiment-path", "--config", str(f["bomb_yaml"])],
+        "yaml-not-utf8": ["experiment-path", "--config", str(f["latin1_yaml"])],
+        "eval-apps-deep-json": [
+            "eval",
+            "--samples",
+            str(f["no_codes"]),
+            "--apps",
+            str(f["deep_rows"]),
+            "--out",
+            str(tmp / "r.jsonl"),
+        ],
+        "eval-cache-is-a-file": [
+            "eval",
+            "--samples",
+            str(f["no_codes"]),
+            *ev,
+            "--cache",
+            str(f["empty"]),
+        ],
+        "report-being-written": ["report", str(f["locked"]), "--no-plot"],
+        "sample-model-not-a-model": [
+            "sample",
+            "--model",
+            str(tmp),
+            "--engine",
+            "transformers",
+            "--prompts",
+            str(f["prompts"]),
+            "--out",
+            str(tmp / "s.jsonl"),
+        ],
     }
 
 
@@ -138,6 +216,17 @@ CASES = list(
                 "profile",
                 "shards",
                 "test_rows",
+                "deep",
+                "dup_key",
+                "nan",
+                "fifo",
+                "twice",
+                "dup_yaml",
+                "bomb_yaml",
+                "latin1_yaml",
+                "deep_rows",
+                "locked",
+                "prompts",
             )
         },
     )
