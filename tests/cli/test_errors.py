@@ -85,6 +85,7 @@ def _files(tmp: Path, shared: Path) -> dict[str, Path]:
 def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
     apps = str(f["test_rows"])
     ev = ["--apps", apps, "--out", str(tmp / "r.jsonl")]
+    eval_into = ["eval", "--samples", str(f["no_codes"]), "--apps", apps, "--out"]
     return {
         "train-set-type": ["train", "--config", "demo", "--set", "sample.n=ten"],
         "train-set-engine": ["train", "--config", "demo", "--set", "sample.engine=foo"],
@@ -135,15 +136,7 @@ def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
         "eval-empty": ["eval", "--samples", str(f["empty"]), *ev],
         "eval-no-codes": ["eval", "--samples", str(f["no_codes"]), *ev],
         "eval-missing": ["eval", "--samples", str(tmp / "missing.jsonl"), *ev],
-        "eval-out-folder": [
-            "eval",
-            "--samples",
-            str(f["no_codes"]),
-            "--apps",
-            apps,
-            "--out",
-            str(tmp),
-        ],
+        "eval-out-folder": [*eval_into, str(tmp)],
         "report-n0": ["report", str(f["n0"]), "--no-plot"],
         "report-bogus": ["report", str(f["bogus"]), "--no-plot"],
         "show-bogus": ["show", str(f["bogus"]), "--problem", "0"],
@@ -157,15 +150,7 @@ def _cases(tmp: Path, f: dict[str, Path]) -> dict[str, list[str]]:
         "report-duplicate-key": ["report", str(f["dup_key"]), "--no-plot"],
         "show-nan": ["show", str(f["nan"]), "--problem", "0"],
         "report-fifo": ["report", str(f["fifo"]), "--no-plot"],
-        "eval-out-fifo": [
-            "eval",
-            "--samples",
-            str(f["no_codes"]),
-            "--apps",
-            apps,
-            "--out",
-            str(f["fifo"]),
-        ],
+        "eval-out-fifo": [*eval_into, str(f["fifo"])],
         "show-problem-twice": ["show", str(f["twice"]), "--problem", "0"],
         "yaml-duplicate-section": ["experiment-path", "--config", str(f["dup_yaml"])],
         "yaml-alias-bomb": ["experiment-path", "--config", str(f["bomb_yaml"])],
